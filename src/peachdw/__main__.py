@@ -1,0 +1,3 @@
+from peachdw.cli import main
+
+main()

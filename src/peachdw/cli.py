@@ -1,0 +1,615 @@
+"""The `peachdw` command line.
+
+The library raises; this module explains. A `PeachDWError` becomes one line on stderr with
+a remedy and a non-zero exit (2 for configuration and usage, 1 for the rest); the stack
+trace only with --verbose.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from peachdw import __version__, db, rules
+from peachdw.client import PeachClient
+from peachdw.config import Settings, load_settings
+from peachdw.errors import ConfigError, PeachDWError, SyncError
+from peachdw.export import Period, default_path, export_csv, report_rows
+from peachdw.metrics import METRICS
+from peachdw.status import collect_status, hour_to_text
+from peachdw.sync import SyncOptions, SyncResult, run_sync
+
+log = logging.getLogger("peachdw")
+console = Console(highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Options:
+    """The global options, given before or after the command name."""
+
+    config: Path | None = None
+    db_path: Path | None = None
+    api_url: str | None = None
+    api_token: str | None = None
+    verbose: bool = False
+    dry_run: bool = False
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    options = ctx.ensure_object(Options)
+    if value not in (None, False):
+        setattr(options, param.name, value)
+    return value
+
+
+_GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (
+        ("--config",),
+        {
+            "type": click.Path(path_type=Path, dir_okay=False),
+            "help": "Settings file (default: config/settings.yaml if it exists).",
+        },
+    ),
+    (
+        ("--db-path",),
+        {
+            "type": click.Path(path_type=Path, dir_okay=False),
+            "help": "SQLite file (default: database.path, data/datawarehouse.db).",
+        },
+    ),
+    (("--api-url",), {"help": "Base URL of the Peach AI admin API (api.base_url)."}),
+    (
+        ("--api-token",),
+        {
+            "help": "API bearer token; PEACHAI_API_TOKEN keeps it out of the process list."
+        },
+    ),
+    (("--verbose", "-v"), {"is_flag": True, "help": "Debug logs and stack traces."}),
+    (
+        ("--dry-run",),
+        {"is_flag": True, "help": "Show what would happen, write nothing."},
+    ),
+)
+
+
+def global_options(command: F) -> F:
+    """Accept the global options on a command as well as on the group."""
+    for decls, settings in reversed(_GLOBAL_OPTIONS):
+        option = click.option(
+            *decls, expose_value=False, callback=_remember, **settings
+        )
+        command = option(command)
+    return command
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PeachDWError as exc:
+            _fail(ctx, str(exc), exc.exit_code)
+        except sqlite3.Error as exc:
+            _fail(
+                ctx,
+                f"Database error: {exc}. Check the file at --db-path, or run "
+                "`peachdw init`.",
+                1,
+            )
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> None:
+    options = ctx.find_object(Options)
+    if options and options.verbose:
+        traceback.print_exc()
+    click.echo(f"Error: {message}", err=True)
+    ctx.exit(code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@global_options
+@click.version_option(__version__, prog_name="peachdw")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Sync the Peach AI admin API into SQLite, check it and export reports.
+
+    Daily run: `peachdw sync`, then `peachdw status` and `peachdw export --format csv`.
+    Try it on the built-in sandbox API with `peachdw demo`.
+    """
+    ctx.ensure_object(Options)
+
+
+def _setup(ctx: click.Context) -> tuple[Options, Settings]:
+    """Read the settings with every layer and configure logging."""
+    options = ctx.ensure_object(Options)
+    _configure_logging(options.verbose)
+    settings = load_settings(
+        options.config,
+        overrides={
+            "database.path": options.db_path,
+            "api.base_url": options.api_url,
+            "api.bearer_token": options.api_token,
+        },
+    )
+    return options, settings
+
+
+def _configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    if getattr(root, "_peachdw_configured", False):
+        root.setLevel(logging.DEBUG if verbose else logging.INFO)
+        return
+    if sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(
+            console=Console(stderr=True), show_path=False, markup=False
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        # Under cron: plain lines with a timestamp, one per phase or window.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # httpx logs every request at INFO; keep that for --verbose.
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    root._peachdw_configured = True  # type: ignore[attr-defined]
+
+
+def _open(settings: Settings) -> sqlite3.Connection:
+    """Open the warehouse, creating and migrating it when needed."""
+    conn = db.connect(
+        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+    applied = db.migrate(conn)
+    if applied or not conn.execute("SELECT 1 FROM hierarchy_rules LIMIT 1").fetchone():
+        with db.transaction(conn):
+            rules.load_default_rules(conn)
+    return conn
+
+
+def _client(settings: Settings) -> PeachClient:
+    token = settings.token()
+    if not token:
+        raise ConfigError(
+            "No API token: set PEACHAI_API_TOKEN, pass --api-token, or set "
+            "api.bearer_token in config/settings.yaml.",
+            key="api.bearer_token",
+        )
+    api = settings.api
+    return PeachClient(
+        api.base_url,
+        token,
+        token_source=settings.token_source,
+        timeout=api.timeout,
+        max_attempts=api.max_attempts,
+        max_rate_limit_retries=api.max_rate_limit_retries,
+        max_retry_wait=api.max_retry_wait,
+        backoff_base=api.backoff_base,
+        per_page=api.per_page,
+    )
+
+
+# -- init -----------------------------------------------------------------------------
+
+
+@cli.command()
+@global_options
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the database, or upgrade it in place, and load the default rules."""
+    options, settings = _setup(ctx)
+    path = settings.database.path
+    newest = db.migrations()[-1].version
+
+    if options.dry_run:
+        current = db.schema_version(db.connect(path)) if path.exists() else 0
+        pending = [m for m in db.migrations() if m.version > current]
+        console.print(
+            f"Would bring {path} from schema version {current} to {newest} "
+            f"({len(pending)} migration(s)) and load the default hierarchy rules."
+        )
+        return
+
+    conn = db.connect(path, busy_timeout_ms=settings.database.busy_timeout_ms)
+    applied = db.migrate(conn)
+    with db.transaction(conn):
+        inserted, updated = rules.load_default_rules(conn)
+    conn.close()
+    console.print(
+        f"Database ready at {path} (schema version {newest}; "
+        f"{len(applied)} migration(s) applied). Default rules: {inserted} added, "
+        f"{updated} updated."
+    )
+
+
+# -- sync -----------------------------------------------------------------------------
+
+
+@cli.command()
+@global_options
+@click.option("--full", is_flag=True, help="Re-read from sync.initial_days ago.")
+@click.pass_context
+def sync(ctx: click.Context, full: bool) -> None:
+    """Pull campaigns and hourly metrics from the API into the warehouse."""
+    options, settings = _setup(ctx)
+    client = _client(settings)
+    conn = _open(settings)
+    sync_options = SyncOptions(
+        lookback_hours=settings.sync.lookback_hours,
+        initial_days=settings.sync.initial_days,
+        window_hours=settings.sync.window_hours,
+        full=full,
+        dry_run=options.dry_run,
+    )
+    with client:
+        result = run_sync(conn, client, sync_options)
+    conn.close()
+
+    _print_sync(result)
+    if result.status != "success":
+        raise SyncError(
+            f"Sync {result.sync_id or '(dry run)'} ended {result.status}: "
+            f"{result.error_message} Finished windows are kept; run `peachdw sync` again."
+        )
+
+
+def _print_sync(result: SyncResult) -> None:
+    title = (
+        "Dry run: nothing was written" if result.dry_run else f"Sync {result.sync_id}"
+    )
+    table = Table(title=f"{title} ({result.status})", show_header=False)
+    counts = result.counts
+    rows = [
+        (
+            "hours",
+            f"{hour_to_text(result.window_start_hour)} to "
+            f"{hour_to_text(result.window_end_hour)} (end exclusive)",
+        ),
+        (
+            "campaigns",
+            f"{counts['campaigns_seen']} listed, {counts['campaigns_inserted']} "
+            f"new, {counts['campaigns_updated']} changed, {counts['campaigns_deleted']} deleted",
+        ),
+        ("hourly rows received", str(counts["records_processed"])),
+        (
+            "inserted" if not result.dry_run else "would insert",
+            str(counts["records_inserted"]),
+        ),
+        (
+            "updated" if not result.dry_run else "would update",
+            f"{counts['records_updated']} ({counts['records_zeroed']} back to zero)",
+        ),
+        ("unchanged", str(counts["records_unchanged"])),
+        ("rejected", str(counts["records_rejected"])),
+        (
+            "duplicates / out of window",
+            f"{counts['records_duplicate']} / {counts['records_out_of_window']}",
+        ),
+        ("campaigns mapped", str(result.campaigns_mapped)),
+        ("API calls / retries", f"{result.api_calls} / {result.api_retries}"),
+        ("time", f"{result.seconds:.1f} s"),
+    ]
+    for failure in result.failed_windows:
+        rows.append(
+            (
+                "failed window",
+                f"{failure.start_hour}-{failure.end_hour}: {failure.error}",
+            )
+        )
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+@cli.command()
+@global_options
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show the last syncs, the campaigns and the data the warehouse holds."""
+    _, settings = _setup(ctx)
+    conn = db.open_warehouse(
+        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+    state = collect_status(conn)
+    conn.close()
+
+    overview = Table(title=f"Warehouse {settings.database.path}", show_header=False)
+    overview.add_row("schema version", str(state.schema_version))
+    overview.add_row(
+        "campaigns",
+        f"{state.campaigns_serving} serving, {state.campaigns_paused} paused, "
+        f"{state.campaigns_deleted} deleted",
+    )
+    overview.add_row("hourly rows", f"{state.hourly_rows:,}")
+    overview.add_row(
+        "hours held",
+        f"{hour_to_text(state.first_hour)} to {hour_to_text(state.latest_hour)}",
+    )
+    overview.add_row(
+        "hierarchy", f"{state.mapped} mapped, {len(state.unmapped)} need a rule"
+    )
+    console.print(overview)
+
+    syncs = Table(title="Last syncs")
+    for column in (
+        "id",
+        "type",
+        "status",
+        "started",
+        "rows in",
+        "ins",
+        "upd",
+        "same",
+        "rej",
+        "calls",
+        "retries",
+        "error",
+    ):
+        syncs.add_column(column)
+    for row in state.syncs:
+        syncs.add_row(
+            str(row["id"]),
+            row["sync_type"],
+            row["status"],
+            row["started_at"],
+            str(row["records_processed"]),
+            str(row["records_inserted"]),
+            str(row["records_updated"]),
+            str(row["records_unchanged"]),
+            str(row["records_rejected"]),
+            str(row["api_calls"]),
+            str(row["api_retries"]),
+            (row["error_message"] or "")[:80],
+        )
+    console.print(syncs)
+
+    if state.unmapped:
+        unmapped = Table(title="Campaigns that need a hierarchy rule (first 20)")
+        for column in ("id", "name", "confidence", "unknown tiers"):
+            unmapped.add_column(column)
+        for row in state.unmapped[:20]:
+            missing = [
+                t
+                for t in rules.TIERS
+                if (row.get(t) or rules.FALLBACK) == rules.FALLBACK
+            ]
+            confidence = row["mapping_confidence"]
+            unmapped.add_row(
+                str(row["id"]),
+                row["name"],
+                "-" if confidence is None else f"{confidence:.2f}",
+                ", ".join(missing),
+            )
+        console.print(unmapped)
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+def _parse_day(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date; use YYYY-MM-DD.", param_hint=flag
+        ) from None
+
+
+@cli.command()
+@global_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv"]),
+    default="csv",
+    show_default=True,
+    help="Report format.",
+)
+@click.option("--daily", is_flag=True, help="One row per campaign and UTC day.")
+@click.option("--start-date", help="First UTC day, YYYY-MM-DD (default: first held).")
+@click.option(
+    "--end-date", help="Last UTC day, YYYY-MM-DD, inclusive (default: latest)."
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File to write (default: a dated file under export.directory).",
+)
+@click.pass_context
+def export(
+    ctx: click.Context,
+    fmt: str,
+    daily: bool,
+    start_date: str | None,
+    end_date: str | None,
+    output: Path | None,
+) -> None:
+    """Write a report of campaign totals, with their hierarchy tiers."""
+    options, settings = _setup(ctx)
+    period = Period(
+        _parse_day(start_date, "--start-date"), _parse_day(end_date, "--end-date")
+    )
+    if period.start and period.end and period.start > period.end:
+        raise click.BadParameter("--start-date is after --end-date.")
+    report = "daily" if daily else "summary"
+    output = output or default_path(settings.export.directory, report, period)
+    conn = db.open_warehouse(
+        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+
+    if options.dry_run:
+        _, rows = report_rows(conn, period, daily=daily)
+        count = sum(1 for _ in rows)
+        console.print(
+            f"Would write {count} {report} rows as {fmt.upper()} to {output}."
+        )
+        return
+
+    result = export_csv(conn, daily=daily, period=period, output=output)
+    conn.close()
+    console.print(
+        f"Wrote {result.rows} {report} rows to {result.path} in {result.seconds:.2f} s "
+        f"(export {result.export_id})."
+    )
+
+
+# -- sandbox and demo -----------------------------------------------------------------
+
+
+@cli.command()
+@global_options
+@click.option(
+    "--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1."
+)
+@click.option(
+    "--token",
+    help="Bearer token the sandbox accepts (default: --api-token, "
+    "PEACHAI_API_TOKEN, or 'sandbox-token').",
+)
+@click.option(
+    "--seed", type=int, default=42, show_default=True, help="Data and fault seed."
+)
+@click.option(
+    "--campaigns", type=click.IntRange(1, 100_000), default=230, show_default=True
+)
+@click.option(
+    "--faults",
+    default="",
+    help="KIND:RATE list, e.g. 429:0.1,500:0.1; kinds: "
+    "429, 500, timeout, trickle, malformed, duplicate, badvalue.",
+)
+@click.option(
+    "--latency", type=click.FloatRange(0), default=0.0, help="Seconds per response."
+)
+@click.pass_context
+def sandbox(
+    ctx: click.Context,
+    port: int,
+    token: str | None,
+    seed: int,
+    campaigns: int,
+    faults: str,
+    latency: float,
+) -> None:
+    """Serve a deterministic Peach AI admin API on 127.0.0.1 until interrupted."""
+    from peachdw.sandbox import Dataset, FaultPlan, SandboxServer, parse_faults
+
+    options, settings = _setup(ctx)
+    try:
+        rates = parse_faults(faults)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+    token = token or settings.token() or "sandbox-token"
+    server = SandboxServer(
+        Dataset(seed=seed, campaigns=campaigns),
+        token,
+        port=port,
+        faults=FaultPlan(rates, seed=seed),
+        latency=latency,
+    )
+    if options.dry_run:
+        console.print(f"Would serve {campaigns} campaigns on 127.0.0.1:{port}.")
+        return
+    try:
+        server.start()
+    except OSError as exc:
+        raise PeachDWError(
+            f"Cannot listen on 127.0.0.1:{port}: {exc.strerror}. Choose another --port."
+        ) from exc
+    console.print(
+        f"Sandbox API on {server.url} ({campaigns} campaigns, seed {seed}, "
+        f"faults: {faults or 'none'}). Stop with Ctrl-C."
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@cli.command()
+@global_options
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Start the sandbox API, sync it into the warehouse, show status, export CSV."""
+    from peachdw.sandbox import Dataset, SandboxServer
+
+    options, settings = _setup(ctx)
+    if options.dry_run:
+        console.print(
+            f"Would start the sandbox API, sync into {settings.database.path} and export "
+            f"CSV under {settings.export.directory}."
+        )
+        return
+
+    token = secrets.token_urlsafe(24)
+    with SandboxServer(Dataset(seed=42), token) as server:
+        console.rule("1. Sandbox API")
+        console.print(f"Serving the Peach AI admin API contract on {server.url}")
+        settings.api.base_url = server.url
+        settings.api.bearer_token = token  # type: ignore[assignment]
+        settings._token_source = "the demo's sandbox"
+
+        console.rule("2. Init")
+        conn = _open(settings)
+        console.print(f"Database ready at {settings.database.path}")
+
+        console.rule("3. Sync")
+        with _client(settings) as client:
+            result = run_sync(
+                conn,
+                client,
+                SyncOptions(
+                    lookback_hours=settings.sync.lookback_hours,
+                    initial_days=settings.sync.initial_days,
+                    window_hours=settings.sync.window_hours,
+                ),
+            )
+        _print_sync(result)
+        if result.status != "success":
+            raise SyncError(
+                f"The demo sync ended {result.status}: {result.error_message}"
+            )
+        conn.close()
+
+    console.rule("4. Status")
+    ctx.invoke(status)
+
+    console.rule("5. Export")
+    ctx.invoke(
+        export, fmt="csv", daily=False, start_date=None, end_date=None, output=None
+    )
+    console.print(
+        "Demo finished: try `peachdw status`, `peachdw export --daily`, or "
+        "`peachdw sandbox` with `peachdw sync` in another terminal."
+    )
+
+
+def main() -> None:
+    cli(prog_name="peachdw")
+
+
+__all__ = ["METRICS", "cli", "main"]

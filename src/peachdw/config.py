@@ -1,0 +1,220 @@
+"""Settings: defaults, then `config/settings.yaml`, then the environment, then flags.
+
+Each layer overrides the one before it. The file is optional; an unknown key, a value of the
+wrong type or an unreadable file is a `ConfigError` that names the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+)
+
+from peachdw.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/settings.yaml")
+ENV_PREFIX = "PEACHDW_"
+#: The command-line flag behind each setting a flag can set, for messages.
+FLAG_NAMES = {
+    "database.path": "--db-path",
+    "api.base_url": "--api-url",
+    "api.bearer_token": "--api-token",
+}
+TOKEN_ENV = "PEACHAI_API_TOKEN"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ApiSettings(_Section):
+    base_url: str = "http://127.0.0.1:8765"
+    bearer_token: SecretStr | None = None
+    # The contract's limit for one whole attempt, body included.
+    timeout: float = Field(3.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10)
+    max_rate_limit_retries: int = Field(5, ge=0, le=50)
+    max_retry_wait: float = Field(60.0, ge=0)
+    backoff_base: float = Field(0.5, ge=0)
+    per_page: int = Field(100, ge=1, le=100)
+
+
+class DatabaseSettings(_Section):
+    path: Path = Path("data/datawarehouse.db")
+    busy_timeout_ms: int = Field(5000, ge=0)
+
+
+class SyncSettings(_Section):
+    lookback_hours: int = Field(48, ge=0)
+    initial_days: int = Field(7, ge=1)
+    # The contract allows at most 168 hours per metrics call.
+    window_hours: int = Field(168, ge=1, le=168)
+
+
+class ExportSettings(_Section):
+    directory: Path = Path("exports")
+
+
+class Settings(_Section):
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+
+    # Where the API token came from, for messages that must not show the token itself.
+    _token_source: str = PrivateAttr("none")
+
+    @property
+    def token_source(self) -> str:
+        return self._token_source
+
+    def token(self) -> str | None:
+        secret = self.api.bearer_token
+        return secret.get_secret_value() if secret else None
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build the settings from every layer.
+
+    `path` is the settings file; when None, `config/settings.yaml` is read if it exists.
+    `overrides` maps dotted keys (`"api.base_url"`) to values given as flags.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG_PATH
+
+    data: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if path.exists() or explicit:
+        for key, value in _flatten(_read_file(path)).items():
+            data[key] = value
+            origin[key] = str(path)
+
+    for key, value in _from_environ(environ).items():
+        data[key] = value
+        origin[key] = f"environment variable {_env_name(key)}"
+    if environ.get(TOKEN_ENV):
+        data["api.bearer_token"] = environ[TOKEN_ENV]
+        origin["api.bearer_token"] = f"environment variable {TOKEN_ENV}"
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+            origin[key] = FLAG_NAMES.get(key, "the command line")
+
+    settings = _validate(_nest(data), origin)
+    settings._token_source = origin.get("api.bearer_token", "no token configured")
+    return settings
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read settings file {path}: {exc.strerror or exc}. "
+            "Check the path given to --config.",
+            source=str(path),
+        ) from exc
+
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(
+            f"Settings file {path} is not valid YAML{where}; "
+            "compare it with config/settings.example.yaml.",
+            source=str(path),
+        ) from exc
+
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"Settings file {path} must hold a mapping of sections (api:, database:, ...).",
+            source=str(path),
+        )
+    return loaded
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and not prefix:
+            flat.update(_flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        section, _, key = dotted.partition(".")
+        if not key:
+            tree[section] = value
+            continue
+        tree.setdefault(section, {})
+        if isinstance(tree[section], dict):
+            tree[section][key] = value
+    return tree
+
+
+def _env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def _from_environ(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    """Read `PEACHDW_<SECTION>_<KEY>` for every known setting.
+
+    Only known names are read, so an unrelated variable that happens to start with the
+    prefix is not mistaken for a typo.
+    """
+    found: dict[str, Any] = {}
+    for section_name, field in Settings.model_fields.items():
+        section = field.annotation
+        if not isinstance(section, type) or not issubclass(section, _Section):
+            continue
+        for key in section.model_fields:
+            dotted = f"{section_name}.{key}"
+            value = environ.get(_env_name(dotted))
+            if value is not None:
+                found[dotted] = value
+    return found
+
+
+def _validate(tree: dict[str, Any], origin: dict[str, str]) -> Settings:
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        dotted = ".".join(str(part) for part in error["loc"])
+        source = origin.get(dotted) or origin.get(dotted.split(".")[0], "the settings")
+        if error["type"] == "extra_forbidden":
+            problem = "is not a known setting"
+            remedy = "see config/settings.example.yaml for the valid keys"
+        else:
+            problem = f"is invalid: {error['msg']}"
+            remedy = "fix the value"
+        raise ConfigError(
+            f"Setting '{dotted}' from {source} {problem}; {remedy}.",
+            key=dotted,
+            source=source,
+        ) from None

@@ -1,0 +1,165 @@
+"""Opening the SQLite file, applying migrations, and transactions.
+
+Every connection enforces foreign keys (SQLite leaves them off by default: see
+https://sqlite.org/foreignkeys.html#fk_enable), runs in WAL mode so readers keep working
+while a sync writes, and waits on a busy timeout instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from peachdw.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def utc_now() -> str:
+    """The current time as the ISO 8601 text the warehouse stores."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def connect(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """Open the warehouse file with the settings every connection needs.
+
+    The connection is in autocommit mode; writes go through `transaction()`.
+    """
+    path = Path(path)
+    if str(path) != ":memory:":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot create the folder for the database {path}: {exc.strerror}. "
+                "Choose another --db-path."
+            ) from exc
+
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, timeout=busy_timeout_ms / 1000
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL never corrupts the file; a power cut may lose the last
+        # commits, a killed process loses nothing (https://sqlite.org/pragma.html#pragma_synchronous).
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(
+            f"Cannot open the database {path}: {exc}. "
+            "Check that it is a peachdw SQLite file, or choose another --db-path."
+        ) from exc
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run a block in one write transaction that takes the write lock up front.
+
+    BEGIN IMMEDIATE makes a second writer wait on the busy timeout here rather than fail
+    with "database is locked" halfway through (https://sqlite.org/lang_transaction.html).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migrations() -> list[Migration]:
+    """The numbered migrations shipped in the package, in order."""
+    found = []
+    for entry in resources.files("peachdw.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))
+    found.sort(key=lambda migration: migration.version)
+
+    expected = list(range(1, len(found) + 1))
+    if [migration.version for migration in found] != expected:
+        raise StorageError("The package's migrations are not numbered 1, 2, 3, ... ")
+    return found
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Bring the file up to the newest schema, in place. Returns the versions applied.
+
+    Each migration runs in its own transaction together with the new `user_version`, so a
+    failure leaves the file at the last complete version.
+    """
+    current = schema_version(conn)
+    available = migrations()
+    newest = available[-1].version if available else 0
+    if current > newest:
+        raise StorageError(
+            f"The database is at schema version {current}, newer than this peachdw "
+            f"knows ({newest}). Upgrade peachdw before using this file."
+        )
+
+    applied = []
+    for migration in available:
+        if migration.version <= current:
+            continue
+        log.info("Applying migration %04d_%s", migration.version, migration.name)
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{migration.sql}\n"
+                f"PRAGMA user_version = {migration.version};\nCOMMIT;"
+            )
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(
+                f"Migration {migration.version:04d}_{migration.name} failed: {exc}. "
+                "The file was left at the previous version."
+            ) from exc
+        applied.append(migration.version)
+    return applied
+
+
+def open_warehouse(
+    path: Path | str, *, busy_timeout_ms: int = 5000
+) -> sqlite3.Connection:
+    """Open the file and refuse one that `peachdw init` has not brought up to date."""
+    path = Path(path)
+    if not path.exists():
+        raise StorageError(
+            f"No database at {path}. Run `peachdw init` first, or pass --db-path."
+        )
+
+    conn = connect(path, busy_timeout_ms=busy_timeout_ms)
+    current = schema_version(conn)
+    newest = migrations()[-1].version
+    if current < newest:
+        migrate(conn)
+    elif current > newest:
+        conn.close()
+        raise StorageError(
+            f"The database {path} is at schema version {current}, newer than this "
+            f"peachdw knows ({newest}). Upgrade peachdw before using this file."
+        )
+    return conn

@@ -1,0 +1,278 @@
+"""Writing validated records into the warehouse.
+
+The loader knows nothing of HTTP: it takes plain lists of records, so it can be tested and
+benchmarked on its own. Writes are `INSERT ... ON CONFLICT DO UPDATE`, never `INSERT OR
+REPLACE`, which deletes the old row and resets every column it does not name
+(https://sqlite.org/lang_conflict.html). A row whose values did not change is not written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from peachdw.db import utc_now
+from peachdw.metrics import METRICS
+from peachdw.records import (
+    CAMPAIGN_FIELDS,
+    Campaign,
+    HourlyRow,
+    MetricsWindow,
+    Rejection,
+)
+
+log = logging.getLogger(__name__)
+
+#: Rejected rows kept per window in `rejected_rows`; all of them are counted.
+MAX_REJECTIONS_STORED = 1000
+
+_ZERO = (0,) * len(METRICS)
+_HOURLY_COLUMNS = ("campaign_id", "unix_hour", *METRICS, "sync_id")
+_UPSERT_HOURLY = (
+    f"INSERT INTO hourly_data ({', '.join(_HOURLY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_HOURLY_COLUMNS))}) "
+    "ON CONFLICT (campaign_id, unix_hour) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in (*METRICS, "sync_id"))
+)
+_DELETE_HOURLY = "DELETE FROM hourly_data WHERE campaign_id = ? AND unix_hour = ?"
+
+
+@dataclass
+class HourlyPlan:
+    """What writing one window would do, decided before anything is written."""
+
+    upserts: list[tuple] = field(default_factory=list)
+    deletes: list[tuple[int, int]] = field(default_factory=list)
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    unknown_campaign: list[Rejection] = field(default_factory=list)
+
+    @property
+    def zeroed(self) -> int:
+        return len(self.deletes)
+
+
+@dataclass
+class CampaignCounts:
+    seen: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    changed_ids: list[int] = field(default_factory=list)
+
+
+def plan_hourly(
+    conn: sqlite3.Connection, window: MetricsWindow, known_campaigns: set[int]
+) -> HourlyPlan:
+    """Compare a window with what is stored and decide every write.
+
+    The contract reads a missing hour as zeros, so a stored hour that the window no longer
+    carries (and did not reject) is deleted, and an all-zero hour is never stored.
+    """
+    plan = HourlyPlan()
+    stored = _stored_hours(conn, window)
+
+    for row in window.rows:
+        if row.campaign_id not in known_campaigns:
+            plan.unknown_campaign.append(
+                Rejection(
+                    f"campaign {row.campaign_id} is not in the campaign listing",
+                    row.campaign_id,
+                    row.unix_hour,
+                    "campaign_id",
+                )
+            )
+            continue
+
+        key = (row.campaign_id, row.unix_hour)
+        values = tuple(row[2:])
+        previous = stored.pop(key, None)
+        if previous is None:
+            if values == _ZERO:
+                plan.unchanged += 1
+            else:
+                plan.inserted += 1
+                plan.upserts.append(row)
+        elif previous == values:
+            plan.unchanged += 1
+        elif values == _ZERO:
+            plan.deletes.append(key)
+        else:
+            plan.updated += 1
+            plan.upserts.append(row)
+
+    if window.has_unkeyed_rejections:
+        # A rejected row we cannot place might be any stored hour: zero none of them.
+        log.warning(
+            "Window %d-%d has rejected rows without a campaign and hour; "
+            "stored hours it left out are kept",
+            window.start_hour,
+            window.end_hour,
+        )
+        return plan
+    kept = window.rejected_keys
+    plan.deletes.extend(key for key in stored if key not in kept)
+    return plan
+
+
+def _stored_hours(
+    conn: sqlite3.Connection, window: MetricsWindow
+) -> dict[tuple[int, int], tuple]:
+    # Driven from campaigns so each campaign is one seek on the primary key.
+    sql = (
+        f"SELECT h.campaign_id, h.unix_hour, {', '.join('h.' + m for m in METRICS)} "
+        "FROM campaigns AS c JOIN hourly_data AS h ON h.campaign_id = c.id "
+        "WHERE h.unix_hour >= ? AND h.unix_hour < ?"
+    )
+    params: list[int] = [window.start_hour, window.end_hour]
+    if window.campaign_id is not None:
+        sql += " AND c.id = ?"
+        params.append(window.campaign_id)
+    return {(r[0], r[1]): tuple(r[2:]) for r in conn.execute(sql, params)}
+
+
+def apply_hourly(
+    conn: sqlite3.Connection, plan: HourlyPlan, sync_id: int | None
+) -> None:
+    """Carry out a plan inside the caller's transaction."""
+    if plan.upserts:
+        conn.executemany(_UPSERT_HOURLY, [(*row, sync_id) for row in plan.upserts])
+    if plan.deletes:
+        conn.executemany(_DELETE_HOURLY, plan.deletes)
+
+
+def record_rejections(
+    conn: sqlite3.Connection, sync_id: int, rejections: Iterable[Rejection]
+) -> int:
+    """Store why rows were rejected (up to a cap) and return how many there were."""
+    rejections = list(rejections)
+    conn.executemany(
+        "INSERT INTO rejected_rows (sync_id, campaign_id, unix_hour, field, reason) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            (sync_id, r.campaign_id, r.unix_hour, r.field, r.reason)
+            for r in rejections[:MAX_REJECTIONS_STORED]
+        ],
+    )
+    return len(rejections)
+
+
+def record_drift(
+    conn: sqlite3.Connection, endpoint: str, fields: Counter[str], sync_id: int | None
+) -> None:
+    """Remember fields the API sent that the warehouse does not know yet."""
+    if not fields:
+        return
+    now = utc_now()
+    conn.executemany(
+        "INSERT INTO schema_drift (endpoint, field, first_seen_at, last_seen_at, "
+        "first_sync_id, last_sync_id, occurrences) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (endpoint, field) DO UPDATE SET last_seen_at = excluded.last_seen_at, "
+        "last_sync_id = excluded.last_sync_id, "
+        "occurrences = occurrences + excluded.occurrences",
+        [(endpoint, name, now, now, sync_id, sync_id, n) for name, n in fields.items()],
+    )
+    for name, count in fields.items():
+        log.warning(
+            "The API sent a field the warehouse does not know: %s.%s (%d times)",
+            endpoint,
+            name,
+            count,
+        )
+
+
+def upsert_campaigns(
+    conn: sqlite3.Connection,
+    campaigns: list[Campaign],
+    sync_id: int | None,
+    *,
+    listing_complete: bool = True,
+    dry_run: bool = False,
+) -> CampaignCounts:
+    """Insert new campaigns, update changed ones and soft-delete vanished ones.
+
+    A field the API did not send keeps its stored value. A campaign gone from a complete
+    listing, or sent with `deleted_at`, is marked deleted; its row and hours stay.
+    """
+    counts = CampaignCounts(seen=len(campaigns))
+    stored = {
+        row["id"]: dict(row)
+        for row in conn.execute(
+            f"SELECT {', '.join(CAMPAIGN_FIELDS)}, is_deleted FROM campaigns"
+        )
+    }
+
+    for campaign in campaigns:
+        sent = {name: getattr(campaign, name) for name in campaign.model_fields_set}
+        sent["id"] = campaign.id
+        if "is_serving" in sent:
+            sent["is_serving"] = int(sent["is_serving"])
+        previous = stored.get(campaign.id)
+        merged = {**(previous or {}), **sent}
+        sent["is_deleted"] = int(merged.get("deleted_at") is not None)
+
+        if previous is None:
+            counts.inserted += 1
+            counts.changed_ids.append(campaign.id)
+        elif any(previous.get(name) != value for name, value in sent.items()):
+            counts.updated += 1
+            counts.changed_ids.append(campaign.id)
+            if sent["is_deleted"] and not previous["is_deleted"]:
+                counts.deleted += 1
+        else:
+            counts.unchanged += 1
+            continue
+
+        if not dry_run:
+            _upsert_campaign(conn, sent, sync_id)
+
+    if listing_complete:
+        listed = {campaign.id for campaign in campaigns}
+        vanished = [
+            cid
+            for cid, row in stored.items()
+            if cid not in listed and not row["is_deleted"]
+        ]
+        counts.deleted += len(vanished)
+        if vanished and not dry_run:
+            conn.executemany(
+                "UPDATE campaigns SET is_deleted = 1, "
+                "deleted_at = COALESCE(deleted_at, ?), last_sync_id = ? WHERE id = ?",
+                [(utc_now(), sync_id, cid) for cid in vanished],
+            )
+    return counts
+
+
+def _upsert_campaign(
+    conn: sqlite3.Connection, values: dict, sync_id: int | None
+) -> None:
+    columns = [*values, "first_sync_id", "last_sync_id"]
+    updates = [name for name in values if name != "id"] + ["last_sync_id"]
+    conn.execute(
+        f"INSERT INTO campaigns ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))}) "
+        "ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in updates),
+        [*values.values(), sync_id, sync_id],
+    )
+
+
+def known_campaign_ids(conn: sqlite3.Connection) -> set[int]:
+    return {row[0] for row in conn.execute("SELECT id FROM campaigns")}
+
+
+__all__ = [
+    "CampaignCounts",
+    "HourlyPlan",
+    "HourlyRow",
+    "apply_hourly",
+    "plan_hourly",
+    "record_drift",
+    "record_rejections",
+    "upsert_campaigns",
+]

@@ -1,0 +1,315 @@
+"""The campaign hierarchy: tiers, pattern rules, and how a name resolves to a mapping.
+
+Resolution, per tier: among the active rules that match and set that tier, the one with the
+highest priority wins; ties go to the lower rule id, so the result never depends on order of
+loading. A tier no rule sets gets the fallback value. The mapping's confidence is the mean,
+over the five tiers, of the confidence of the rule that set each tier, a fallback tier
+counting 0 (docs/hierarchy.md).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from peachdw.db import utc_now
+from peachdw.errors import PeachDWError
+
+log = logging.getLogger(__name__)
+
+#: The tiers, top to bottom. Adding one is a migration plus this line.
+TIERS: tuple[str, ...] = ("network", "domain", "placement", "targeting", "special")
+FALLBACK = "Unknown"
+MATCH_TYPES = ("exact", "prefix", "contains", "glob", "regex", "campaign_id")
+MATCH_FIELDS = ("name", "slug", "path", "tracking_url", "serving_url")
+
+_GROUP_REFERENCE = re.compile(r"^\{(\w+)(\|lower)?\}$")
+
+
+class RuleError(PeachDWError):
+    """A hierarchy rule is malformed or its pattern does not compile."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, rule: str | None = None):
+        self.rule = rule
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str
+    match_type: str
+    tiers: Mapping[str, str]
+    match_field: str = "name"
+    priority: int = 100
+    confidence: float = 1.0
+    is_active: bool = True
+    note: str | None = None
+    rule_key: str | None = None
+    id: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.id}" if self.id is not None else f"rule {self.rule_key}"
+
+    def matcher(self) -> Callable[[str], dict[str, str] | None]:
+        """A function from the matched text to the named groups, or None for no match."""
+        kind, pattern = self.match_type, self.pattern
+        if kind not in MATCH_TYPES:
+            raise RuleError(
+                f"{self.label}: unknown match type {kind!r}", rule=self.label
+            )
+        if kind == "regex":
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise RuleError(
+                    f"{self.label}: pattern {pattern!r} does not compile: {exc}",
+                    rule=self.label,
+                ) from None
+            return lambda text: _groups(compiled.search(text))
+
+        needle = pattern.casefold()
+        tests: dict[str, Callable[[str], bool]] = {
+            "exact": lambda text: text == needle,
+            "prefix": lambda text: text.startswith(needle),
+            "contains": lambda text: needle in text,
+            "glob": lambda text: fnmatch.fnmatchcase(text, needle),
+            "campaign_id": lambda text: text == pattern.strip(),
+        }
+        test = tests[kind]
+        return lambda text: {} if test(text.casefold()) else None
+
+
+def _groups(match: re.Match[str] | None) -> dict[str, str] | None:
+    if match is None:
+        return None
+    return {name: value for name, value in match.groupdict().items() if value}
+
+
+@dataclass(frozen=True)
+class CampaignMapping:
+    tiers: dict[str, str]
+    rule_ids: dict[str, int | None]
+    confidence: float
+    rule_keys: dict[str, str | None] = field(default_factory=dict)
+
+
+class RuleSet:
+    """Compiled active rules, ready to map campaigns."""
+
+    def __init__(self, rules: Iterable[Rule]):
+        active = [rule for rule in rules if rule.is_active]
+        active.sort(
+            key=lambda rule: (-rule.priority, rule.id or 0, rule.rule_key or "")
+        )
+        self.rules = active
+        self._compiled = [(rule, rule.matcher()) for rule in active]
+
+    def map(self, campaign: Mapping[str, Any]) -> CampaignMapping:
+        tiers: dict[str, str] = {}
+        winners: dict[str, Rule] = {}
+        for rule, match in self._compiled:
+            if len(winners) == len(TIERS):
+                break
+            if rule.match_type == "campaign_id":
+                text = str(campaign.get("id", ""))
+            else:
+                text = campaign.get(rule.match_field) or ""
+            groups = None
+            for tier, value in rule.tiers.items():
+                if tier in winners or not value:
+                    continue
+                if groups is None:
+                    groups = match(text)
+                    if groups is None:
+                        break
+                filled = _fill(value, groups)
+                if filled:
+                    tiers[tier] = filled
+                    winners[tier] = rule
+
+        confidence = sum(winners[t].confidence for t in winners) / len(TIERS)
+        return CampaignMapping(
+            tiers={tier: tiers.get(tier, FALLBACK) for tier in TIERS},
+            rule_ids={
+                tier: winners[tier].id if tier in winners else None for tier in TIERS
+            },
+            confidence=round(confidence, 4),
+            rule_keys={
+                tier: winners[tier].rule_key if tier in winners else None
+                for tier in TIERS
+            },
+        )
+
+
+def _fill(value: str, groups: dict[str, str]) -> str | None:
+    reference = _GROUP_REFERENCE.match(value)
+    if reference is None:
+        return value
+    filled = groups.get(reference[1])
+    if filled and reference[2]:
+        filled = filled.lower()
+    return filled
+
+
+# -- rules in the database ---------------------------------------------------------------
+
+
+def default_rules() -> list[Rule]:
+    """The rules shipped with the package (`default_rules.yaml`)."""
+    text = resources.files("peachdw").joinpath("default_rules.yaml").read_text("utf-8")
+    return [_rule_from_yaml(entry) for entry in yaml.safe_load(text)["rules"]]
+
+
+def _rule_from_yaml(entry: dict[str, Any]) -> Rule:
+    tiers = entry.get("set") or {}
+    unknown = set(tiers) - set(TIERS)
+    if unknown:
+        raise RuleError(f"rule {entry.get('key')}: unknown tiers {sorted(unknown)}")
+    return Rule(
+        rule_key=entry["key"],
+        pattern=str(entry["pattern"]),
+        match_type=entry.get("type", "regex"),
+        match_field=entry.get("field", "name"),
+        tiers=tiers,
+        priority=int(entry.get("priority", 100)),
+        confidence=float(entry.get("confidence", 1.0)),
+        note=entry.get("note"),
+    )
+
+
+def load_default_rules(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Insert or refresh the shipped rules; returns (inserted, updated).
+
+    Rules a user added (no `rule_key`) are never touched, and a default rule a user
+    disabled stays disabled.
+    """
+    rules = default_rules()
+    RuleSet(rules)  # every pattern must compile before any is stored
+
+    stored = {
+        row["rule_key"]: row
+        for row in conn.execute(
+            "SELECT * FROM hierarchy_rules WHERE rule_key IS NOT NULL"
+        )
+    }
+    now = utc_now()
+    inserted = updated = 0
+    for rule in rules:
+        values = {
+            "match_field": rule.match_field,
+            "match_type": rule.match_type,
+            "pattern": rule.pattern,
+            **{tier: rule.tiers.get(tier) for tier in TIERS},
+            "priority": rule.priority,
+            "confidence": rule.confidence,
+            "note": rule.note,
+        }
+        previous = stored.get(rule.rule_key)
+        if previous is not None and all(previous[k] == v for k, v in values.items()):
+            continue
+        if previous is None:
+            inserted += 1
+        else:
+            updated += 1
+        columns = ["rule_key", *values, "created_at", "updated_at"]
+        conn.execute(
+            f"INSERT INTO hierarchy_rules ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))}) "
+            "ON CONFLICT (rule_key) DO UPDATE SET "
+            + ", ".join(
+                f"{name} = excluded.{name}" for name in [*values, "updated_at"]
+            ),
+            [rule.rule_key, *values.values(), now, now],
+        )
+    return inserted, updated
+
+
+def stored_rules(conn: sqlite3.Connection) -> list[Rule]:
+    return [
+        Rule(
+            id=row["id"],
+            rule_key=row["rule_key"],
+            pattern=row["pattern"],
+            match_type=row["match_type"],
+            match_field=row["match_field"],
+            tiers={tier: row[tier] for tier in TIERS if row[tier]},
+            priority=row["priority"],
+            confidence=row["confidence"],
+            is_active=bool(row["is_active"]),
+            note=row["note"],
+        )
+        for row in conn.execute("SELECT * FROM hierarchy_rules ORDER BY id")
+    ]
+
+
+def map_campaigns(
+    conn: sqlite3.Connection, campaign_ids: Iterable[int] | None = None
+) -> int:
+    """Map the given campaigns (all when None) and store the result; returns how many
+    mappings changed. Manual overrides are left as they are.
+    """
+    ruleset = RuleSet(stored_rules(conn))
+    sql = (
+        "SELECT c.id, c.name, c.slug, c.path, c.tracking_url, c.serving_url, "
+        "h.is_manual, h.mapped_name, h.mapping_confidence, "
+        + ", ".join(f"h.{tier}" for tier in TIERS)
+        + " FROM campaigns AS c LEFT JOIN campaign_hierarchy AS h ON h.campaign_id = c.id"
+    )
+    rows = conn.execute(sql).fetchall()
+    if campaign_ids is not None:
+        wanted = set(campaign_ids)
+        rows = [row for row in rows if row["id"] in wanted]
+
+    now = utc_now()
+    changed = []
+    for row in rows:
+        if row["is_manual"]:
+            continue
+        mapping = ruleset.map(dict(row))
+        current = tuple(row[tier] for tier in TIERS)
+        new = tuple(mapping.tiers[tier] for tier in TIERS)
+        if (
+            current == new
+            and row["mapped_name"] == row["name"]
+            and row["mapping_confidence"] == mapping.confidence
+        ):
+            continue
+        changed.append(
+            (
+                row["id"],
+                *new,
+                mapping.confidence,
+                *(mapping.rule_ids[tier] for tier in TIERS),
+                row["name"],
+                now,
+            )
+        )
+
+    columns = [
+        "campaign_id",
+        *TIERS,
+        "mapping_confidence",
+        *(f"{tier}_rule_id" for tier in TIERS),
+        "mapped_name",
+        "mapped_at",
+    ]
+    conn.executemany(
+        f"INSERT INTO campaign_hierarchy ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))}) "
+        "ON CONFLICT (campaign_id) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in columns[1:]),
+        changed,
+    )
+    log.info("Mapped %d campaigns, %d mappings changed", len(rows), len(changed))
+    return len(changed)

@@ -1,0 +1,80 @@
+"""What the warehouse holds and how the last syncs went, as plain data for the CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from peachdw.rules import FALLBACK, TIERS
+
+#: Mappings below this confidence are listed as needing a look.
+LOW_CONFIDENCE = 0.8
+
+
+@dataclass
+class WarehouseStatus:
+    schema_version: int
+    campaigns_serving: int
+    campaigns_paused: int
+    campaigns_deleted: int
+    hourly_rows: int
+    first_hour: int | None
+    latest_hour: int | None
+    syncs: list[dict[str, Any]] = field(default_factory=list)
+    unmapped: list[dict[str, Any]] = field(default_factory=list)
+    mapped: int = 0
+
+
+def hour_to_text(unix_hour: int | None) -> str:
+    if unix_hour is None:
+        return "-"
+    return datetime.fromtimestamp(unix_hour * 3600, UTC).strftime("%Y-%m-%d %H:00 UTC")
+
+
+def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> WarehouseStatus:
+    counts = conn.execute(
+        "SELECT "
+        "coalesce(sum(is_deleted = 0 AND is_serving = 1), 0), "
+        "coalesce(sum(is_deleted = 0 AND is_serving = 0), 0), "
+        "coalesce(sum(is_deleted = 1), 0) FROM campaigns"
+    ).fetchone()
+    hours = conn.execute(
+        "SELECT count(*), min(unix_hour), max(unix_hour) FROM hourly_data"
+    ).fetchone()
+    syncs = [
+        dict(row)
+        for row in conn.execute(
+            "SELECT id, sync_type, status, started_at, finished_at, window_start_hour, "
+            "window_end_hour, records_processed, records_inserted, records_updated, "
+            "records_unchanged, records_rejected, api_calls, api_retries, error_message "
+            "FROM sync_history ORDER BY id DESC LIMIT ?",
+            (sync_limit,),
+        )
+    ]
+    fallback_test = " OR ".join(f"h.{tier} = :fallback" for tier in TIERS)
+    unmapped = [
+        dict(row)
+        for row in conn.execute(
+            "SELECT c.id, c.name, h.mapping_confidence, "
+            + ", ".join(f"h.{tier}" for tier in TIERS)
+            + " FROM campaigns AS c LEFT JOIN campaign_hierarchy AS h "
+            "ON h.campaign_id = c.id WHERE c.is_deleted = 0 AND (h.campaign_id IS NULL "
+            f"OR h.mapping_confidence < :low OR {fallback_test}) ORDER BY c.id",
+            {"low": LOW_CONFIDENCE, "fallback": FALLBACK},
+        )
+    ]
+    mapped = conn.execute("SELECT count(*) FROM campaign_hierarchy").fetchone()[0]
+    return WarehouseStatus(
+        schema_version=conn.execute("PRAGMA user_version").fetchone()[0],
+        campaigns_serving=counts[0],
+        campaigns_paused=counts[1],
+        campaigns_deleted=counts[2],
+        hourly_rows=hours[0],
+        first_hour=hours[1],
+        latest_hour=hours[2],
+        syncs=syncs,
+        unmapped=unmapped,
+        mapped=mapped,
+    )

@@ -1,0 +1,454 @@
+"""The sync: fetch from the API, validate, load, map, record.
+
+Phases, in order: campaigns (one transaction), then metrics window by window (each window
+with its ledger entry in one transaction, so a failure keeps every finished window and
+nothing half-written), then the hierarchy mapping of new and changed campaigns, then the
+sync's row in `sync_history`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from peachdw import loader, rules
+from peachdw.client import PeachClient, window_bounds
+from peachdw.db import transaction, utc_now
+from peachdw.errors import ApiError, PeachDWError, SyncError
+from peachdw.records import MetricsWindow
+
+log = logging.getLogger(__name__)
+
+_COUNTERS = (
+    "campaigns_seen",
+    "campaigns_inserted",
+    "campaigns_updated",
+    "campaigns_deleted",
+    "records_processed",
+    "records_inserted",
+    "records_updated",
+    "records_unchanged",
+    "records_rejected",
+    "records_duplicate",
+    "records_out_of_window",
+    "records_zeroed",
+)
+
+
+@dataclass
+class WindowFailure:
+    start_hour: int
+    end_hour: int
+    error: str
+
+
+@dataclass
+class SyncResult:
+    """What one sync did; the same figures as its `sync_history` row."""
+
+    sync_id: int | None
+    sync_type: str
+    window_start_hour: int
+    window_end_hour: int
+    status: str = "running"
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
+    windows_done: int = 0
+    failed_windows: list[WindowFailure] = field(default_factory=list)
+    campaigns_mapped: int = 0
+    api_calls: int = 0
+    api_retries: int = 0
+    api_wait_seconds: float = 0.0
+    error_message: str | None = None
+    dry_run: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    lookback_hours: int = 48
+    initial_days: int = 7
+    window_hours: int = 168
+    full: bool = False
+    dry_run: bool = False
+
+
+def current_hour(now: float | None = None) -> int:
+    """The unix hour in progress; the last complete hour is one before it."""
+    return int((time.time() if now is None else now) // 3600)
+
+
+def plan_range(
+    conn: sqlite3.Connection, options: SyncOptions, now_hour: int
+) -> tuple[int, int]:
+    """The metrics range [start, end) this sync covers.
+
+    From the last hour an earlier sync finished, less the look-back (late events still
+    change recent hours: contract, GET /admin/metrics), or the initial days on a first run;
+    an earlier window that failed and was not fetched again since pulls the start back.
+    """
+    end = now_hour
+    first_run_start = end - options.initial_days * 24
+    if options.full:
+        return first_run_start, end
+
+    last_done = conn.execute(
+        "SELECT max(end_hour) FROM sync_windows WHERE status = 'done'"
+    ).fetchone()[0]
+    if last_done is None:
+        return first_run_start, end
+
+    start = min(last_done - options.lookback_hours, end - 1)
+    failed = conn.execute(
+        "SELECT min(f.start_hour) FROM sync_windows AS f WHERE f.status = 'failed' "
+        "AND NOT EXISTS (SELECT 1 FROM sync_windows AS d WHERE d.status = 'done' "
+        "AND d.start_hour <= f.start_hour AND d.end_hour >= f.end_hour "
+        "AND d.sync_id > f.sync_id)"
+    ).fetchone()[0]
+    if failed is not None:
+        start = min(start, failed)
+    return max(start, first_run_start - 365 * 24), end
+
+
+def mark_interrupted(conn: sqlite3.Connection) -> int:
+    """Close sync rows left `running` by a process that no longer exists."""
+    stale = [
+        row["id"]
+        for row in conn.execute(
+            "SELECT id, pid FROM sync_history WHERE status = 'running'"
+        )
+        if not _process_alive(row["pid"])
+    ]
+    if stale:
+        with transaction(conn):
+            conn.executemany(
+                "UPDATE sync_history SET status = 'interrupted', finished_at = ?, "
+                "error_message = 'The process running this sync stopped before it "
+                "finished.' WHERE id = ?",
+                [(utc_now(), sync_id) for sync_id in stale],
+            )
+        log.warning("Marked %d earlier sync(s) as interrupted: %s", len(stale), stale)
+    return len(stale)
+
+
+def _process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_sync(
+    conn: sqlite3.Connection,
+    client: PeachClient,
+    options: SyncOptions,
+    *,
+    now: float | None = None,
+    on_window: Callable[[SyncResult, int, int], None] | None = None,
+) -> SyncResult:
+    """Run one incremental (or `full`) sync and return what it did.
+
+    API failures do not raise: they end the sync `partial` or `failed` with the reason in
+    the result and in `sync_history`. Storage errors raise after the sync row is closed.
+    """
+    started = time.monotonic()
+    if not options.dry_run:
+        mark_interrupted(conn)
+    start_hour, end_hour = plan_range(conn, options, current_hour(now))
+    result = SyncResult(
+        sync_id=None,
+        sync_type="full" if options.full else "incremental",
+        window_start_hour=start_hour,
+        window_end_hour=end_hour,
+        dry_run=options.dry_run,
+    )
+    if not options.dry_run:
+        result.sync_id = _open_sync_row(conn, result)
+    log.info(
+        "Sync %s started: hours %d-%d (%d hours)",
+        result.sync_id or "(dry run)",
+        start_hour,
+        end_hour,
+        end_hour - start_hour,
+    )
+
+    try:
+        # fetch + load: campaigns
+        changed = _sync_campaigns(conn, client, result)
+
+        # fetch + validate + load: metrics, one window per transaction
+        if result.status == "running":
+            for window_start, window_end in window_bounds(
+                start_hour, end_hour, options.window_hours
+            ):
+                if not _sync_window(conn, client, result, window_start, window_end):
+                    break
+                if on_window:
+                    on_window(result, window_start, window_end)
+
+        # classify: hierarchy for new and changed campaigns
+        if not options.dry_run and result.status != "failed":
+            with transaction(conn):
+                unmapped = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT c.id FROM campaigns AS c LEFT JOIN campaign_hierarchy AS h "
+                        "ON h.campaign_id = c.id WHERE h.campaign_id IS NULL"
+                    )
+                ]
+                result.campaigns_mapped = rules.map_campaigns(
+                    conn, {*changed, *unmapped}
+                )
+    except Exception as exc:
+        result.status = "failed"
+        result.error_message = f"The sync stopped on an error: {exc}"
+        raise
+    finally:
+        # record
+        _finish(result, client)
+        result.seconds = time.monotonic() - started
+        if not options.dry_run:
+            _close_sync_row(conn, result)
+    log.info(
+        "Sync %s %s: %d rows inserted, %d updated, %d unchanged, %d rejected; "
+        "%d API calls, %d retries",
+        result.sync_id or "(dry run)",
+        result.status,
+        result.counts["records_inserted"],
+        result.counts["records_updated"],
+        result.counts["records_unchanged"],
+        result.counts["records_rejected"],
+        result.api_calls,
+        result.api_retries,
+    )
+    return result
+
+
+def _sync_campaigns(
+    conn: sqlite3.Connection, client: PeachClient, result: SyncResult
+) -> list[int]:
+    try:
+        listing = client.fetch_campaigns()
+    except ApiError as exc:
+        result.status = "failed"
+        result.error_message = str(exc)
+        log.error("Campaign listing failed: %s", exc)
+        return []
+
+    counts = result.counts
+    if result.dry_run:
+        campaign_counts = loader.upsert_campaigns(
+            conn, listing.campaigns, None, dry_run=True
+        )
+    else:
+        with transaction(conn):
+            campaign_counts = loader.upsert_campaigns(
+                conn,
+                listing.campaigns,
+                result.sync_id,
+                # A campaign rejected for a bad field is still listed: do not delete it.
+                listing_complete=not listing.rejected,
+            )
+            loader.record_drift(
+                conn, "/admin/campaigns", listing.unknown_fields, result.sync_id
+            )
+            loader.record_rejections(conn, result.sync_id, listing.rejected)
+    counts["campaigns_seen"] = campaign_counts.seen
+    counts["campaigns_inserted"] = campaign_counts.inserted
+    counts["campaigns_updated"] = campaign_counts.updated
+    counts["campaigns_deleted"] = campaign_counts.deleted
+    log.info(
+        "Campaigns: %d listed, %d new, %d changed, %d deleted, %d rejected",
+        campaign_counts.seen,
+        campaign_counts.inserted,
+        campaign_counts.updated,
+        campaign_counts.deleted,
+        len(listing.rejected),
+    )
+    return campaign_counts.changed_ids
+
+
+def _sync_window(
+    conn: sqlite3.Connection,
+    client: PeachClient,
+    result: SyncResult,
+    start_hour: int,
+    end_hour: int,
+) -> bool:
+    """Fetch and store one window. Returns False when the sync must stop."""
+    calls_before = client.stats.calls
+    try:
+        window = client.fetch_metrics(start_hour, end_hour)
+    except ApiError as exc:
+        result.failed_windows.append(WindowFailure(start_hour, end_hour, str(exc)))
+        log.error("Window %d-%d failed: %s", start_hour, end_hour, exc)
+        if not result.dry_run:
+            with transaction(conn):
+                _record_window(
+                    conn,
+                    result,
+                    start_hour,
+                    end_hour,
+                    None,
+                    "failed",
+                    str(exc),
+                    attempts=client.stats.calls - calls_before,
+                )
+        # A refused token or a long rate-limit wait will not get better in the next window.
+        return exc.transient
+
+    known = loader.known_campaign_ids(conn)
+    if result.dry_run:
+        plan = loader.plan_hourly(conn, window, known)
+    else:
+        with transaction(conn):
+            plan = loader.plan_hourly(conn, window, known)
+            loader.apply_hourly(conn, plan, result.sync_id)
+            rejected = [*window.rejected, *plan.unknown_campaign]
+            loader.record_rejections(conn, result.sync_id, rejected)
+            loader.record_drift(
+                conn, "/admin/metrics", window.unknown_fields, result.sync_id
+            )
+            _record_window(
+                conn,
+                result,
+                start_hour,
+                end_hour,
+                (window, plan),
+                "done",
+                None,
+                attempts=client.stats.calls - calls_before,
+            )
+
+    counts = result.counts
+    counts["records_processed"] += window.received
+    counts["records_inserted"] += plan.inserted
+    counts["records_updated"] += plan.updated + plan.zeroed
+    counts["records_zeroed"] += plan.zeroed
+    counts["records_unchanged"] += plan.unchanged
+    counts["records_rejected"] += len(window.rejected) + len(plan.unknown_campaign)
+    counts["records_duplicate"] += window.duplicates
+    counts["records_out_of_window"] += window.out_of_window
+    result.windows_done += 1
+    log.info(
+        "Window %d-%d: %d rows received, %d inserted, %d updated, %d unchanged, "
+        "%d rejected",
+        start_hour,
+        end_hour,
+        window.received,
+        plan.inserted,
+        plan.updated + plan.zeroed,
+        plan.unchanged,
+        len(window.rejected) + len(plan.unknown_campaign),
+    )
+    return True
+
+
+def _record_window(
+    conn: sqlite3.Connection,
+    result: SyncResult,
+    start_hour: int,
+    end_hour: int,
+    loaded: tuple[MetricsWindow, loader.HourlyPlan] | None,
+    status: str,
+    error: str | None,
+    *,
+    attempts: int,
+) -> None:
+    window, plan = loaded if loaded else (None, None)
+    conn.execute(
+        "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+        "records_inserted, records_updated, records_unchanged, records_rejected, "
+        "attempts, error_message, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            result.sync_id,
+            start_hour,
+            end_hour,
+            status,
+            plan.inserted if plan else 0,
+            plan.updated + plan.zeroed if plan else 0,
+            plan.unchanged if plan else 0,
+            len(window.rejected) + len(plan.unknown_campaign) if plan and window else 0,
+            max(attempts, 1),
+            error,
+            utc_now(),
+        ),
+    )
+
+
+def _finish(result: SyncResult, client: PeachClient) -> None:
+    result.api_calls = client.stats.calls
+    result.api_retries = client.stats.retries
+    result.api_wait_seconds = round(client.stats.wait_seconds, 3)
+    if result.status == "failed":
+        return
+    if result.failed_windows:
+        result.status = "partial" if result.windows_done else "failed"
+        failed = ", ".join(
+            f"{w.start_hour}-{w.end_hour}" for w in result.failed_windows
+        )
+        result.error_message = (
+            f"{len(result.failed_windows)} metrics window(s) failed ({failed}): "
+            f"{result.failed_windows[0].error}"
+        )
+    else:
+        result.status = "success"
+
+
+def _open_sync_row(conn: sqlite3.Connection, result: SyncResult) -> int:
+    with transaction(conn):
+        cursor = conn.execute(
+            "INSERT INTO sync_history (sync_type, status, started_at, window_start_hour, "
+            "window_end_hour, pid) VALUES (?, 'running', ?, ?, ?, ?)",
+            (
+                result.sync_type,
+                utc_now(),
+                result.window_start_hour,
+                result.window_end_hour,
+                os.getpid(),
+            ),
+        )
+    return int(cursor.lastrowid)
+
+
+def _close_sync_row(conn: sqlite3.Connection, result: SyncResult) -> None:
+    if result.status == "running":
+        result.status = "failed"
+        result.error_message = result.error_message or "The sync stopped on an error."
+    assignments = ", ".join(f"{name} = ?" for name in _COUNTERS)
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        with transaction(conn):
+            conn.execute(
+                f"UPDATE sync_history SET status = ?, finished_at = ?, {assignments}, "
+                "api_calls = ?, api_retries = ?, api_wait_seconds = ?, error_message = ? "
+                "WHERE id = ?",
+                (
+                    result.status,
+                    utc_now(),
+                    *(result.counts[name] for name in _COUNTERS),
+                    result.api_calls,
+                    result.api_retries,
+                    result.api_wait_seconds,
+                    result.error_message,
+                    result.sync_id,
+                ),
+            )
+    except sqlite3.Error as exc:
+        raise SyncError(
+            f"Sync {result.sync_id} ran but its history row could not be saved: {exc}."
+        ) from exc
+
+
+__all__ = ["PeachDWError", "SyncOptions", "SyncResult", "plan_range", "run_sync"]

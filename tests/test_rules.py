@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import pytest
+
+from peachdw import rules
+from peachdw.db import transaction
+from peachdw.rules import FALLBACK, Rule, RuleError, RuleSet
+
+
+@pytest.fixture(scope="module")
+def defaults() -> RuleSet:
+    return RuleSet(rules.default_rules())
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param(
+            "EXO_peach.ai_Native_US-Mobile_Retarget",
+            ("ExoClick", "peach.ai", "Native", "Retargeting", "Standard"),
+            id="contract-example",
+        ),
+        pytest.param(
+            "Exo-Click_Peach.AI_pop-under_DE_mob_LAL_Promo",
+            ("ExoClick", "peach.ai", "Popunder", "Lookalike", "Promo"),
+            id="spelling-and-case",
+        ),
+        pytest.param(
+            "TJ|chat.peach.ai|In-Page Push|日本 android|KW",
+            ("TrafficJunky", "chat.peach.ai", "In-Page Push", "Keyword", "Standard"),
+            id="pipes-and-non-ascii",
+        ),
+        pytest.param(
+            "meta peachai.com stories BR broad v2",
+            ("Meta", "peachai.com", "Stories", "Broad", "Variant"),
+            id="spaces",
+        ),
+    ],
+)
+def test_default_rules_map_messy_names(defaults, name, expected):
+    mapping = defaults.map({"name": name})
+    assert tuple(mapping.tiers[tier] for tier in rules.TIERS) == expected
+    assert mapping.confidence >= 0.8
+
+
+def test_missing_parts_fall_back_and_lower_confidence(defaults):
+    mapping = defaults.map({"name": "ExoClick_peach.ai_br_All"})
+    assert mapping.tiers["placement"] == FALLBACK
+    assert mapping.tiers["targeting"] == FALLBACK
+    assert mapping.rule_ids["placement"] is None
+    # network 0.95 + domain 0.9 + special 1.0, two fallback tiers count 0, over five tiers.
+    assert mapping.confidence == pytest.approx((0.95 + 0.9 + 1.0) / 5)
+
+
+def test_token_boundaries_do_not_match_inside_words(defaults):
+    mapping = defaults.map({"name": "Exotic_peach.ai_Native_US_broad"})
+    assert mapping.tiers["network"] == FALLBACK
+
+
+def test_higher_priority_wins_and_ties_go_to_the_lower_id():
+    low = Rule(
+        id=1,
+        pattern="exo",
+        match_type="contains",
+        tiers={"network": "Low"},
+        priority=10,
+    )
+    high = Rule(
+        id=2,
+        pattern="exo",
+        match_type="contains",
+        tiers={"network": "High"},
+        priority=20,
+    )
+    tie = Rule(
+        id=3,
+        pattern="exo",
+        match_type="contains",
+        tiers={"network": "Tie"},
+        priority=20,
+    )
+    for order in ([low, high, tie], [tie, high, low]):
+        mapping = RuleSet(order).map({"name": "EXO_x"})
+        assert mapping.tiers["network"] == "High"
+        assert mapping.rule_ids["network"] == 2
+
+
+def test_inactive_rules_are_ignored():
+    rule = Rule(
+        id=1,
+        pattern="exo",
+        match_type="contains",
+        tiers={"network": "X"},
+        is_active=False,
+    )
+    assert RuleSet([rule]).map({"name": "exo"}).tiers["network"] == FALLBACK
+
+
+@pytest.mark.parametrize(
+    ("match_type", "pattern", "name", "matches"),
+    [
+        ("exact", "exo_native", "EXO_Native", True),
+        ("exact", "exo", "EXO_Native", False),
+        ("prefix", "exo_", "EXO_Native", True),
+        ("contains", "native", "EXO_Native_US", True),
+        ("glob", "exo_*_us", "EXO_Native_US", True),
+        ("glob", "exo_*_de", "EXO_Native_US", False),
+        ("regex", r"^EXO_(?P<p>\w+)$", "EXO_Native", True),
+    ],
+)
+def test_match_types(match_type, pattern, name, matches):
+    rule = Rule(id=1, pattern=pattern, match_type=match_type, tiers={"special": "Hit"})
+    assert (RuleSet([rule]).map({"name": name}).tiers["special"] == "Hit") is matches
+
+
+def test_regex_group_fills_a_tier():
+    rule = Rule(
+        id=1,
+        pattern=r"^(?P<net>[A-Za-z]+)_",
+        match_type="regex",
+        tiers={"network": "{net|lower}", "special": "{net}"},
+    )
+    mapping = RuleSet([rule]).map({"name": "ACME_x"})
+    assert mapping.tiers["network"] == "acme"
+    assert mapping.tiers["special"] == "ACME"
+
+
+def test_campaign_id_override_and_other_fields():
+    override = Rule(
+        id=1,
+        pattern="42",
+        match_type="campaign_id",
+        tiers={"network": "Manual"},
+        priority=1000,
+    )
+    by_url = Rule(
+        id=2,
+        pattern="lp/companion",
+        match_type="contains",
+        match_field="serving_url",
+        tiers={"placement": "Landing"},
+    )
+    ruleset = RuleSet([override, by_url])
+    mapping = ruleset.map(
+        {"id": 42, "name": "x", "serving_url": "https://p/lp/companion"}
+    )
+    assert mapping.tiers["network"] == "Manual"
+    assert mapping.tiers["placement"] == "Landing"
+    assert ruleset.map({"id": 43, "name": "x"}).tiers["network"] == FALLBACK
+
+
+def test_pattern_that_does_not_compile_names_the_rule():
+    rule = Rule(id=7, pattern="(unclosed", match_type="regex", tiers={"network": "X"})
+    with pytest.raises(
+        RuleError, match="rule 7: pattern '\\(unclosed' does not compile"
+    ):
+        RuleSet([rule])
+
+
+def test_loading_defaults_is_idempotent_and_keeps_user_rules(warehouse):
+    count = warehouse.execute("SELECT count(*) FROM hierarchy_rules").fetchone()[0]
+    assert count == len(rules.default_rules())
+    with transaction(warehouse):
+        warehouse.execute(
+            "INSERT INTO hierarchy_rules (match_type, pattern, network, created_at, "
+            "updated_at) VALUES ('contains', 'acme', 'Acme', 'now', 'now')"
+        )
+        warehouse.execute(
+            "UPDATE hierarchy_rules SET is_active = 0 WHERE rule_key = 'network.exoclick'"
+        )
+    with transaction(warehouse):
+        assert rules.load_default_rules(warehouse) == (0, 0)
+    assert (
+        warehouse.execute("SELECT count(*) FROM hierarchy_rules").fetchone()[0]
+        == count + 1
+    )
+    active = warehouse.execute(
+        "SELECT is_active FROM hierarchy_rules WHERE rule_key = 'network.exoclick'"
+    ).fetchone()[0]
+    assert active == 0
+
+
+def test_map_campaigns_stores_rules_and_skips_manual(warehouse):
+    with transaction(warehouse):
+        warehouse.execute(
+            "INSERT INTO campaigns (id, name) VALUES (1, 'EXO_peach.ai_Native_US_RT'), "
+            "(2, 'TJ_peach.ai_Banner_DE_broad')"
+        )
+        assert rules.map_campaigns(warehouse) == 2
+        warehouse.execute(
+            "UPDATE campaign_hierarchy SET network = 'Hand-set', is_manual = 1 "
+            "WHERE campaign_id = 2"
+        )
+        warehouse.execute("UPDATE campaigns SET name = 'TS_peach.ai_Banner_DE_broad'")
+        assert rules.map_campaigns(warehouse) == 1
+    rows = {
+        row["campaign_id"]: row
+        for row in warehouse.execute(
+            "SELECT h.*, r.rule_key FROM campaign_hierarchy AS h "
+            "LEFT JOIN hierarchy_rules AS r ON r.id = h.network_rule_id"
+        )
+    }
+    assert rows[1]["network"] == "TrafficStars"
+    assert rows[1]["rule_key"] == "network.trafficstars"
+    assert rows[1]["mapped_name"] == "TS_peach.ai_Banner_DE_broad"
+    assert rows[2]["network"] == "Hand-set"
