@@ -177,3 +177,11 @@ def test_drift_accumulates_per_field(warehouse):
         loader.record_drift(warehouse, "/admin/metrics", Counter(video_views=2), None)
     row = warehouse.execute("SELECT field, occurrences FROM schema_drift").fetchone()
     assert tuple(row) == ("video_views", 5)
+
+
+def test_campaign_absent_from_the_whole_window_keeps_its_hours(warehouse):
+    add_campaigns(warehouse, 1, 2)
+    load(warehouse, [hour(1, 100, 5), hour(2, 100, 6)])
+    plan = load(warehouse, [hour(1, 100, 5)])
+    assert plan.zeroed == 0
+    assert stored(warehouse) == {(1, 100): 5, (2, 100): 6}

@@ -356,14 +356,8 @@ def status(ctx: click.Context) -> None:
         "type",
         "status",
         "started",
-        "rows in",
-        "ins",
-        "upd",
-        "same",
-        "rej",
-        "calls",
-        "retries",
-        "error",
+        "rows new/changed/same/rejected",
+        "API calls/retries",
     ):
         syncs.add_column(column)
     for row in state.syncs:
@@ -372,16 +366,16 @@ def status(ctx: click.Context) -> None:
             row["sync_type"],
             row["status"],
             row["started_at"],
-            str(row["records_processed"]),
-            str(row["records_inserted"]),
-            str(row["records_updated"]),
-            str(row["records_unchanged"]),
-            str(row["records_rejected"]),
-            str(row["api_calls"]),
-            str(row["api_retries"]),
-            (row["error_message"] or "")[:80],
+            f"{row['records_inserted']}/{row['records_updated']}/"
+            f"{row['records_unchanged']}/{row['records_rejected']}",
+            f"{row['api_calls']}/{row['api_retries']}",
         )
     console.print(syncs)
+    failed = next((r for r in state.syncs if r["error_message"]), None)
+    if failed:
+        console.print(
+            f"Sync {failed['id']} ({failed['status']}): {failed['error_message']}"
+        )
 
     if state.unmapped:
         unmapped = Table(title="Campaigns that need a hierarchy rule (first 20)")

@@ -71,8 +71,9 @@ def plan_hourly(
 ) -> HourlyPlan:
     """Compare a window with what is stored and decide every write.
 
-    The contract reads a missing hour as zeros, so a stored hour that the window no longer
-    carries (and did not reject) is deleted, and an all-zero hour is never stored.
+    The contract reads a missing hour as zeros, so an all-zero hour is never stored, and a
+    stored hour that the window no longer carries (and did not reject) is deleted, for the
+    campaigns the window reports on.
     """
     plan = HourlyPlan()
     stored = _stored_hours(conn, window)
@@ -115,8 +116,11 @@ def plan_hourly(
             window.end_hour,
         )
         return plan
+    # Only for campaigns the response does report on: a campaign absent from the whole
+    # response (deleted, or filtered out by the API) keeps its hours.
+    reported = {row.campaign_id for row in window.rows}
     kept = window.rejected_keys
-    plan.deletes.extend(key for key in stored if key not in kept)
+    plan.deletes.extend(key for key in stored if key[0] in reported and key not in kept)
     return plan
 
 

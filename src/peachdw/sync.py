@@ -184,14 +184,16 @@ def run_sync(
 
     try:
         # fetch + load: campaigns
-        changed = _sync_campaigns(conn, client, result)
+        changed, listed = _sync_campaigns(conn, client, result)
 
         # fetch + validate + load: metrics, one window per transaction
         if result.status == "running":
             for window_start, window_end in window_bounds(
                 start_hour, end_hour, options.window_hours
             ):
-                if not _sync_window(conn, client, result, window_start, window_end):
+                if not _sync_window(
+                    conn, client, result, window_start, window_end, listed
+                ):
                     break
                 if on_window:
                     on_window(result, window_start, window_end)
@@ -236,14 +238,15 @@ def run_sync(
 
 def _sync_campaigns(
     conn: sqlite3.Connection, client: PeachClient, result: SyncResult
-) -> list[int]:
+) -> tuple[list[int], set[int]]:
+    """Load the listing; returns the campaigns that changed and every id listed."""
     try:
         listing = client.fetch_campaigns()
     except ApiError as exc:
         result.status = "failed"
         result.error_message = str(exc)
         log.error("Campaign listing failed: %s", exc)
-        return []
+        return [], set()
 
     counts = result.counts
     if result.dry_run:
@@ -275,7 +278,7 @@ def _sync_campaigns(
         campaign_counts.deleted,
         len(listing.rejected),
     )
-    return campaign_counts.changed_ids
+    return campaign_counts.changed_ids, {c.id for c in listing.campaigns}
 
 
 def _sync_window(
@@ -284,6 +287,7 @@ def _sync_window(
     result: SyncResult,
     start_hour: int,
     end_hour: int,
+    listed: set[int],
 ) -> bool:
     """Fetch and store one window. Returns False when the sync must stop."""
     calls_before = client.stats.calls
@@ -307,7 +311,8 @@ def _sync_window(
         # A refused token or a long rate-limit wait will not get better in the next window.
         return exc.transient
 
-    known = loader.known_campaign_ids(conn)
+    # A dry run stored no campaigns, so the ones just listed count as known.
+    known = loader.known_campaign_ids(conn) | listed
     if result.dry_run:
         plan = loader.plan_hourly(conn, window, known)
     else:

@@ -1,0 +1,237 @@
+"""The command line as a user runs it: real processes, a real sandbox, real files."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sandbox_helpers import TOKEN, stored_hours
+
+from peachdw.cli import cli
+from peachdw.sandbox import Dataset, FaultPlan, SandboxServer
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = sorted(cli.commands)
+
+
+def run(args, cwd, env=None, timeout=120):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PEACH",))}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "peachdw", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def live_api():
+    """A sandbox on the live clock, as a user would start it."""
+    with SandboxServer(Dataset(seed=3, campaigns=60), TOKEN) as server:
+        yield server
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_the_global_options(command):
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--config",
+        "--db-path",
+        "--api-url",
+        "--api-token",
+        "--verbose",
+        "--dry-run",
+    ):
+        assert option in result.output
+
+
+def test_commands_of_this_release_are_all_there():
+    assert {"init", "sync", "status", "export", "sandbox", "demo"} <= set(COMMANDS)
+
+
+def test_main_py_runs_the_same_command_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "sync" in result.stdout
+
+
+def test_sync_without_a_token_says_how_to_give_one(tmp_path):
+    result = run(["sync"], tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "Error: No API token: set PEACHAI_API_TOKEN, pass --api-token, or set "
+        "api.bearer_token in config/settings.yaml."
+    ]
+
+
+def test_unknown_setting_is_one_line_naming_key_and_file(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "settings.yaml").write_text("sync:\n  look_back: 3\n")
+    result = run(["status"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: Setting 'sync.look_back' from config/settings.yaml is not a known "
+        "setting; see config/settings.example.yaml for the valid keys."
+    )
+
+
+def test_bad_date_is_a_usage_error(tmp_path):
+    run(["init"], tmp_path)
+    result = run(["export", "--start-date", "2025-13-01"], tmp_path)
+    assert result.returncode == 2
+    assert "use YYYY-MM-DD" in result.stderr
+
+
+def test_status_before_init_says_run_init(tmp_path):
+    result = run(["status"], tmp_path)
+    assert result.returncode == 1
+    assert "Run `peachdw init` first" in result.stderr
+
+
+def test_bad_token_exits_non_zero_and_is_never_shown(tmp_path, live_api):
+    secret = "not-the-right-token-42"
+    result = run(
+        ["sync", "--api-url", live_api.url], tmp_path, env={"PEACHAI_API_TOKEN": secret}
+    )
+    assert result.returncode == 1
+    assert "HTTP 401" in result.stderr
+    assert "PEACHAI_API_TOKEN" in result.stderr
+    assert live_api.requests["/admin/campaigns"] == 1
+    assert secret not in result.stdout + result.stderr
+    database = (tmp_path / "data" / "datawarehouse.db").read_bytes()
+    assert secret.encode() not in database
+    for extra in tmp_path.joinpath("data").glob("*-wal"):
+        assert secret.encode() not in extra.read_bytes()
+
+
+def test_sync_status_export_against_a_flaky_sandbox(tmp_path):
+    dataset = Dataset(seed=4, campaigns=60)
+    plan = FaultPlan({"429": 0.2, "500": 0.1}, seed=8)
+    with SandboxServer(dataset, TOKEN, faults=plan) as flaky:
+        env = {"PEACHAI_API_TOKEN": TOKEN, "PEACHDW_SYNC_WINDOW_HOURS": "24"}
+        synced = run(["sync", "--api-url", flaky.url], tmp_path, env=env)
+        injected = sum(flaky.faults_injected.values())
+    assert synced.returncode == 0, synced.stderr
+    assert injected > 0
+
+    conn = sqlite3.connect(tmp_path / "data" / "datawarehouse.db")
+    status, retries, inserted = conn.execute(
+        "SELECT status, api_retries, records_inserted FROM sync_history"
+    ).fetchone()
+    assert (status, retries) == ("success", injected)
+    assert inserted > 0
+
+    shown = run(["status"], tmp_path)
+    assert shown.returncode == 0
+    assert "success" in shown.stdout
+
+    output = tmp_path / "report.csv"
+    exported = run(["export", "--format", "csv", "--output", str(output)], tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    with open(output, encoding="utf-8-sig") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 60
+    assert (
+        sum(int(r["sessions"]) for r in rows)
+        == conn.execute("SELECT sum(sessions) FROM hourly_data").fetchone()[0]
+    )
+
+
+def test_sync_killed_midway_leaves_a_sound_file_and_the_next_sync_completes(tmp_path):
+    dataset = Dataset(seed=5, campaigns=60)
+    env = {"PEACHAI_API_TOKEN": TOKEN, "PEACHDW_SYNC_WINDOW_HOURS": "24"}
+    killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
+    killed_dir.mkdir()
+    clean_dir.mkdir()
+    killed_db = killed_dir / "data" / "datawarehouse.db"
+
+    with SandboxServer(dataset, TOKEN, latency=0.3) as api:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PEACH")}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "peachdw", "sync", "--api-url", api.url],
+            cwd=killed_dir,
+            env={**environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        done = 0
+        while time.monotonic() < deadline and done < 2:
+            time.sleep(0.05)
+            if killed_db.exists():
+                try:
+                    with sqlite3.connect(killed_db, timeout=1) as probe:
+                        done = probe.execute(
+                            "SELECT count(*) FROM sync_windows WHERE status = 'done'"
+                        ).fetchone()[0]
+                except sqlite3.OperationalError:
+                    continue
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert done >= 2
+
+        conn = sqlite3.connect(killed_db)
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        windows = conn.execute("SELECT count(*) FROM sync_windows").fetchone()[0]
+        assert 2 <= windows < 7
+        assert (
+            conn.execute("SELECT status FROM sync_history").fetchone()[0] == "running"
+        )
+
+        api.latency = 0
+        resumed = run(["sync", "--api-url", api.url], killed_dir, env=env)
+        assert resumed.returncode == 0, resumed.stderr
+        clean = run(["sync", "--api-url", api.url], clean_dir, env=env)
+        assert clean.returncode == 0, clean.stderr
+
+    statuses = [
+        row[0] for row in conn.execute("SELECT status FROM sync_history ORDER BY id")
+    ]
+    assert statuses == ["interrupted", "success"]
+    other = sqlite3.connect(clean_dir / "data" / "datawarehouse.db")
+    # Compare the hours both runs cover that the API no longer changes.
+    first = max(
+        c.execute("SELECT min(start_hour) FROM sync_windows").fetchone()[0]
+        for c in (conn, other)
+    )
+    last = int(time.time() // 3600) - 4
+    killed_rows = stored_hours(conn, first, last)
+    assert killed_rows == stored_hours(other, first, last)
+    assert len(killed_rows) > 1000
+
+
+def test_demo_from_an_empty_folder(tmp_path):
+    result = run(["demo"], tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    conn = sqlite3.connect(tmp_path / "data" / "datawarehouse.db")
+    assert conn.execute("SELECT count(*) FROM campaigns").fetchone()[0] >= 200
+    assert conn.execute("SELECT count(*) FROM campaign_hierarchy").fetchone()[0] >= 200
+    hours = conn.execute("SELECT max(unix_hour) - min(unix_hour) FROM hourly_data")
+    assert hours.fetchone()[0] >= 7 * 24 - 2
+    status, inserted = conn.execute(
+        "SELECT status, records_inserted FROM sync_history"
+    ).fetchone()
+    assert status == "success" and inserted > 0
+    exports = list((tmp_path / "exports").glob("*.csv"))
+    assert len(exports) == 1
+    assert "Demo finished" in result.stdout
