@@ -55,6 +55,12 @@ def load_year(path: Path, dataset: Dataset, payloads: list) -> dict:
         loader.upsert_campaigns(
             conn, [Campaign.model_validate(c) for c in dataset.campaigns], None
         )
+        # Rows carry the id of the sync that wrote them, as in a real sync.
+        sync_id = conn.execute(
+            "INSERT INTO sync_history (sync_type, status, started_at) "
+            "VALUES ('historical', 'running', ?)",
+            (db.utc_now(),),
+        ).lastrowid
     known = loader.known_campaign_ids(conn)
 
     rows = 0
@@ -63,7 +69,7 @@ def load_year(path: Path, dataset: Dataset, payloads: list) -> dict:
         window = parse_metrics({"data": payload}, start, end)
         with db.transaction(conn):
             plan = loader.plan_hourly(conn, window, known)
-            loader.apply_hourly(conn, plan, None)
+            loader.apply_hourly(conn, plan, sync_id)
         rows += plan.inserted
     seconds = time.perf_counter() - started
 

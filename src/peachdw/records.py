@@ -8,6 +8,7 @@ warehouse does not know is kept as schema drift, never dropped without a trace.
 
 from __future__ import annotations
 
+import operator
 from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from peachdw.metrics import MAX_COUNT, METRICS
 HourlyRow = namedtuple("HourlyRow", ("campaign_id", "unix_hour", *METRICS))
 
 _KNOWN_METRIC_FIELDS = frozenset(("campaign_id", "unix_hour", *METRICS))
+_ROW_GETTER = operator.itemgetter(*HourlyRow._fields)
+_INT_ONLY = {int}
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,21 @@ def _parse_metric_row(item: Any, window: MetricsWindow) -> HourlyRow | None:
         )
         return None
 
+    # Fast path for the common row: every field present, plain non-negative integers,
+    # nothing else. A bool is an int subclass, so the type test is exact on purpose.
+    try:
+        values = _ROW_GETTER(item)
+    except KeyError:
+        pass
+    else:
+        if (
+            {*map(type, values)} == _INT_ONLY
+            and min(values) >= 0
+            and max(values) <= MAX_COUNT
+            and len(item) == len(_KNOWN_METRIC_FIELDS)
+        ):
+            return HourlyRow._make(values)
+
     try:
         campaign_id = _parse_key(item.get("campaign_id"), "campaign_id")
         unix_hour = _parse_key(item.get("unix_hour"), "unix_hour")
@@ -205,20 +223,19 @@ def _parse_metric_row(item: Any, window: MetricsWindow) -> HourlyRow | None:
         window.rejected.append(Rejection(str(exc)))
         return None
 
-    values = [campaign_id, unix_hour]
+    counts = [campaign_id, unix_hour]
     for name in METRICS:
         try:
-            values.append(parse_count(item.get(name)))
+            counts.append(parse_count(item.get(name)))
         except _BadValue as exc:
             window.rejected.append(
                 Rejection(f"{name}: {exc}", campaign_id, unix_hour, name)
             )
             return None
 
-    if len(item) > len(_KNOWN_METRIC_FIELDS) or not item.keys() <= _KNOWN_METRIC_FIELDS:
-        for name in item.keys() - _KNOWN_METRIC_FIELDS:
-            window.unknown_fields[name] += 1
-    return HourlyRow._make(values)
+    for name in item.keys() - _KNOWN_METRIC_FIELDS:
+        window.unknown_fields[name] += 1
+    return HourlyRow._make(counts)
 
 
 def parse_campaign_page(payload: Any, page: int) -> tuple[list[Any], dict[str, Any]]:
