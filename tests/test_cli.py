@@ -107,6 +107,17 @@ def test_status_before_init_says_run_init(tmp_path):
     assert "Run `peachdw init` first" in result.stderr
 
 
+def test_dry_run_sync_creates_no_file(tmp_path, live_api):
+    result = run(
+        ["sync", "--dry-run", "--api-url", live_api.url],
+        tmp_path,
+        env={"PEACHAI_API_TOKEN": TOKEN},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "would be inserted" in result.stdout
+    assert not (tmp_path / "data").exists()
+
+
 def test_bad_token_exits_non_zero_and_is_never_shown(tmp_path, live_api):
     secret = "not-the-right-token-42"
     result = run(
@@ -116,6 +127,7 @@ def test_bad_token_exits_non_zero_and_is_never_shown(tmp_path, live_api):
     assert "HTTP 401" in result.stderr
     assert "PEACHAI_API_TOKEN" in result.stderr
     assert live_api.requests["/admin/campaigns"] == 1
+    assert "again" not in result.stderr  # a rerun cannot cure a refused token
     assert secret not in result.stdout + result.stderr
     database = (tmp_path / "data" / "datawarehouse.db").read_bytes()
     assert secret.encode() not in database
@@ -235,3 +247,71 @@ def test_demo_from_an_empty_folder(tmp_path):
     exports = list((tmp_path / "exports").glob("*.csv"))
     assert len(exports) == 1
     assert "Demo finished" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory):
+    """A folder whose warehouse holds one sync of a small sandbox."""
+    folder = tmp_path_factory.mktemp("synced")
+    with SandboxServer(Dataset(seed=6, campaigns=30), TOKEN) as server:
+        result = run(
+            ["sync", "--api-url", server.url], folder, env={"PEACHAI_API_TOKEN": TOKEN}
+        )
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_export_to_standard_output(synced):
+    result = run(["export", "--daily", "--output", "-"], synced)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("date,campaign_id,campaign_name,network")
+    assert len(lines) > 30
+    assert "Wrote" in result.stderr
+
+
+def test_export_writes_through_a_symbolic_link(synced, tmp_path):
+    target = tmp_path / "real.csv"
+    target.write_text("old")
+    target.chmod(0o600)
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    result = run(["export", "--output", str(link)], synced)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink()
+    assert target.read_text(encoding="utf-8-sig").startswith("campaign_id,")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_export_of_an_empty_period_warns_with_what_is_held(synced):
+    result = run(
+        ["export", "--start-date", "2001-01-01", "--end-date", "2001-01-31"], synced
+    )
+    assert result.returncode == 0
+    assert "No hourly data in this period; the warehouse holds" in result.stderr
+    assert "(no hours)" in result.stdout
+
+
+def test_demo_keeps_to_its_own_file(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "settings.yaml").write_text("database:\n  path: prod.db\n")
+    result = run(["demo", "--dry-run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sync into data/datawarehouse.db" in result.stdout
+    assert not (tmp_path / "prod.db").exists()
+
+
+def test_demo_refuses_a_warehouse_synced_from_a_real_api(tmp_path):
+    run(["init", "--db-path", "real.db"], tmp_path)
+    conn = sqlite3.connect(tmp_path / "real.db")
+    conn.execute(
+        "INSERT INTO sync_history (sync_type, status, started_at, api_base_url) "
+        "VALUES ('incremental', 'success', '2026-01-01T00:00:00Z', 'https://api.example')"
+    )
+    conn.commit()
+    result = run(["demo", "--db-path", "real.db"], tmp_path)
+    assert result.returncode == 1
+    assert "holds data synced from https://api.example" in result.stderr
+    assert conn.execute("SELECT count(*) FROM campaigns").fetchone()[0] == 0

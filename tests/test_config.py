@@ -116,3 +116,36 @@ def test_example_file_is_valid_and_complete():
     for section, model in settings:
         for key in type(model).model_fields:
             assert f"{key}:" in text, f"{section}.{key} is not documented"
+
+
+def test_unknown_environment_variable_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={"PEACHDW_SYNC_LOOKBAK_HOURS": "72"})
+    assert "PEACHDW_SYNC_LOOKBAK_HOURS" in str(caught.value)
+
+
+def test_misspelt_section_names_the_file(tmp_path):
+    config = write(tmp_path / "s.yaml", "synk:\n  lookback_hours: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert str(config) in str(caught.value)
+    assert "'synk'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        pytest.param("127.0.0.1:8765", "http:// or https://", id="no-scheme"),
+        pytest.param("htp://host", "http:// or https://", id="bad-scheme"),
+        pytest.param(
+            "https://user:t0ken@host", "must not carry credentials", id="userinfo"
+        ),
+    ],
+)
+def test_base_url_must_be_a_plain_http_url(url, problem):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={}, overrides={"api.base_url": url})
+    message = str(caught.value)
+    assert problem in message
+    assert "--api-url" in message
+    assert "t0ken" not in message

@@ -31,6 +31,11 @@ def defaults() -> RuleSet:
             id="pipes-and-non-ascii",
         ),
         pytest.param(
+            "TJ-peach.ai-Display-日本 android-LAL-1%",
+            ("TrafficJunky", "peach.ai", "Banner", "Lookalike", "Standard"),
+            id="hyphens-around-the-domain",
+        ),
+        pytest.param(
             "meta peachai.com stories BR broad v2",
             ("Meta", "peachai.com", "Stories", "Broad", "Variant"),
             id="spaces",
@@ -48,8 +53,14 @@ def test_missing_parts_fall_back_and_lower_confidence(defaults):
     assert mapping.tiers["placement"] == FALLBACK
     assert mapping.tiers["targeting"] == FALLBACK
     assert mapping.rule_ids["placement"] is None
-    # network 0.95 + domain 0.9 + special 1.0, two fallback tiers count 0, over five tiers.
-    assert mapping.confidence == pytest.approx((0.95 + 0.9 + 1.0) / 5)
+    # network 0.95 + domain 0.95 + special 1.0, two fallback tiers count 0, over five tiers.
+    assert mapping.confidence == pytest.approx((0.95 + 0.95 + 1.0) / 5)
+
+
+def test_unknown_domain_is_kept_but_flagged_by_low_confidence(defaults):
+    mapping = defaults.map({"name": "EXO_Companion.App_Native_US_broad"})
+    assert mapping.tiers["domain"] == "companion.app"
+    assert mapping.confidence < 0.95
 
 
 def test_token_boundaries_do_not_match_inside_words(defaults):

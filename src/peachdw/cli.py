@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -28,13 +29,17 @@ from peachdw import __version__, db, rules
 from peachdw.client import PeachClient
 from peachdw.config import Settings, load_settings
 from peachdw.errors import ConfigError, PeachDWError, SyncError
-from peachdw.export import Period, default_path, export_csv, report_rows
+from peachdw.export import Period, default_path, export_csv, held_hours, report_rows
+from peachdw.hours import hour_text, span_text
 from peachdw.metrics import METRICS
-from peachdw.status import collect_status, hour_to_text
+from peachdw.status import collect_status
 from peachdw.sync import SyncOptions, SyncResult, run_sync
 
 log = logging.getLogger("peachdw")
-console = Console(highlight=False)
+# Without a terminal (cron, a pipe) Rich would assume 80 columns and cut tables short.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+#: Where the demo keeps its data unless --db-path says otherwise.
+DEMO_DB_PATH = Path("data/datawarehouse.db")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -172,11 +177,16 @@ def _configure_logging(verbose: bool) -> None:
     root._peachdw_configured = True  # type: ignore[attr-defined]
 
 
-def _open(settings: Settings) -> sqlite3.Connection:
-    """Open the warehouse, creating and migrating it when needed."""
-    conn = db.connect(
-        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
-    )
+def _open(settings: Settings, *, dry_run: bool = False) -> sqlite3.Connection:
+    """Open the warehouse, creating and migrating it when needed.
+
+    A dry run on a machine with no database yet works on an empty one in memory, so it
+    creates no file.
+    """
+    path = settings.database.path
+    if dry_run and not path.exists():
+        path = Path(":memory:")
+    conn = db.connect(path, busy_timeout_ms=settings.database.busy_timeout_ms)
     applied = db.migrate(conn)
     if applied or not conn.execute("SELECT 1 FROM hierarchy_rules LIMIT 1").fetchone():
         with db.transaction(conn):
@@ -250,7 +260,7 @@ def sync(ctx: click.Context, full: bool) -> None:
     """Pull campaigns and hourly metrics from the API into the warehouse."""
     options, settings = _setup(ctx)
     client = _client(settings)
-    conn = _open(settings)
+    conn = _open(settings, dry_run=options.dry_run)
     sync_options = SyncOptions(
         lookback_hours=settings.sync.lookback_hours,
         initial_days=settings.sync.initial_days,
@@ -264,36 +274,36 @@ def sync(ctx: click.Context, full: bool) -> None:
 
     _print_sync(result)
     if result.status != "success":
-        raise SyncError(
-            f"Sync {result.sync_id or '(dry run)'} ended {result.status}: "
-            f"{result.error_message} Finished windows are kept; run `peachdw sync` again."
-        )
+        raise SyncError(_sync_failure(result))
+
+
+def _sync_failure(result: SyncResult) -> str:
+    name = f"Sync {result.sync_id}" if result.sync_id else "The dry run"
+    message = f"{name} ended {result.status}: {result.error_message}"
+    if result.windows_done:
+        message += " Finished windows are kept."
+    if result.retry_may_help:
+        message += " Run `peachdw sync` again; it picks up where this one stopped."
+    return message
 
 
 def _print_sync(result: SyncResult) -> None:
-    title = (
-        "Dry run: nothing was written" if result.dry_run else f"Sync {result.sync_id}"
-    )
-    table = Table(title=f"{title} ({result.status})", show_header=False)
+    if result.status == "failed" and not result.windows_done:
+        return  # nothing was fetched; the one-line error says why
+    title = "Dry run, nothing written" if result.dry_run else f"Sync {result.sync_id}"
+    verb = "would be " if result.dry_run else ""
     counts = result.counts
     rows = [
-        (
-            "hours",
-            f"{hour_to_text(result.window_start_hour)} to "
-            f"{hour_to_text(result.window_end_hour)} (end exclusive)",
-        ),
+        ("hours", span_text(result.window_start_hour, result.window_end_hour)),
         (
             "campaigns",
-            f"{counts['campaigns_seen']} listed, {counts['campaigns_inserted']} "
-            f"new, {counts['campaigns_updated']} changed, {counts['campaigns_deleted']} deleted",
+            f"{counts['campaigns_seen']} listed, {counts['campaigns_inserted']} new, "
+            f"{counts['campaigns_updated']} changed, {counts['campaigns_deleted']} deleted",
         ),
         ("hourly rows received", str(counts["records_processed"])),
+        (f"{verb}inserted", str(counts["records_inserted"])),
         (
-            "inserted" if not result.dry_run else "would insert",
-            str(counts["records_inserted"]),
-        ),
-        (
-            "updated" if not result.dry_run else "would update",
+            f"{verb}updated",
             f"{counts['records_updated']} ({counts['records_zeroed']} back to zero)",
         ),
         ("unchanged", str(counts["records_unchanged"])),
@@ -306,13 +316,13 @@ def _print_sync(result: SyncResult) -> None:
         ("API calls / retries", f"{result.api_calls} / {result.api_retries}"),
         ("time", f"{result.seconds:.1f} s"),
     ]
-    for failure in result.failed_windows:
-        rows.append(
-            (
-                "failed window",
-                f"{failure.start_hour}-{failure.end_hour}: {failure.error}",
-            )
-        )
+    rows += [("rejected, e.g.", example) for example in result.rejection_examples]
+    rows += [
+        ("failed window", f"{span_text(w.start_hour, w.end_hour)}: {w.error}")
+        for w in result.failed_windows
+    ]
+
+    table = Table(title=f"{title} ({result.status})", show_header=False)
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -327,6 +337,10 @@ def _print_sync(result: SyncResult) -> None:
 def status(ctx: click.Context) -> None:
     """Show the last syncs, the campaigns and the data the warehouse holds."""
     _, settings = _setup(ctx)
+    _show_status(settings)
+
+
+def _show_status(settings: Settings) -> None:
     conn = db.open_warehouse(
         settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
     )
@@ -343,7 +357,7 @@ def status(ctx: click.Context) -> None:
     overview.add_row("hourly rows", f"{state.hourly_rows:,}")
     overview.add_row(
         "hours held",
-        f"{hour_to_text(state.first_hour)} to {hour_to_text(state.latest_hour)}",
+        f"{hour_text(state.first_hour)} to {hour_text(state.latest_hour)}",
     )
     overview.add_row(
         "hierarchy", f"{state.mapped} mapped, {len(state.unmapped)} need a rule"
@@ -377,8 +391,20 @@ def status(ctx: click.Context) -> None:
             f"Sync {failed['id']} ({failed['status']}): {failed['error_message']}"
         )
 
+    if state.rejections:
+        rejected = Table(
+            title="Rows the last sync rejected, by field (see rejected_rows)"
+        )
+        rejected.add_column("field or reason")
+        rejected.add_column("rows", justify="right")
+        for reason, count in state.rejections:
+            rejected.add_row(reason, str(count))
+        console.print(rejected)
+
     if state.unmapped:
-        unmapped = Table(title="Campaigns that need a hierarchy rule (first 20)")
+        unmapped = Table(
+            title="Campaigns to check: a tier Unknown or confidence under 0.8 (first 20)"
+        )
         for column in ("id", "name", "confidence", "unknown tiers"):
             unmapped.add_column(column)
         for row in state.unmapped[:20]:
@@ -428,8 +454,9 @@ def _parse_day(value: str | None, flag: str) -> date | None:
 )
 @click.option(
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="File to write (default: a dated file under export.directory).",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="File to write, replaced if it exists; - for standard output "
+    "(default: a dated file under export.directory).",
 )
 @click.pass_context
 def export(
@@ -447,25 +474,46 @@ def export(
     )
     if period.start and period.end and period.start > period.end:
         raise click.BadParameter("--start-date is after --end-date.")
+    _export(settings, period, daily=daily, output=output, dry_run=options.dry_run)
+
+
+def _export(
+    settings: Settings,
+    period: Period,
+    *,
+    daily: bool,
+    output: Path | None,
+    dry_run: bool,
+    fmt: str = "csv",
+) -> None:
     report = "daily" if daily else "summary"
     output = output or default_path(settings.export.directory, report, period)
     conn = db.open_warehouse(
         settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
     )
 
-    if options.dry_run:
+    # With the report on standard output, everything else goes to stderr.
+    say = Console(stderr=True, highlight=False) if str(output) == "-" else console
+    first, last = held_hours(conn, period)
+    if first is None:
+        everything = held_hours(conn, Period())
+        held = (
+            span_text(everything[0], everything[1] + 1) if everything[0] else "nothing"
+        )
+        log.warning("No hourly data in this period; the warehouse holds %s.", held)
+
+    if dry_run:
         _, rows = report_rows(conn, period, daily=daily)
         count = sum(1 for _ in rows)
-        console.print(
-            f"Would write {count} {report} rows as {fmt.upper()} to {output}."
-        )
+        say.print(f"Would write {count} {report} rows as {fmt.upper()} to {output}.")
         return
 
     result = export_csv(conn, daily=daily, period=period, output=output)
     conn.close()
-    console.print(
-        f"Wrote {result.rows} {report} rows to {result.path} in {result.seconds:.2f} s "
-        f"(export {result.export_id})."
+    covered = f"hours {span_text(first, last + 1)}" if first is not None else "no hours"
+    say.print(
+        f"Wrote {result.rows} {report} rows ({covered}) to {result.path} "
+        f"in {result.seconds:.2f} s (export {result.export_id})."
     )
 
 
@@ -475,7 +523,11 @@ def export(
 @cli.command()
 @global_options
 @click.option(
-    "--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port).",
 )
 @click.option(
     "--token",
@@ -552,6 +604,10 @@ def demo(ctx: click.Context) -> None:
     from peachdw.sandbox import Dataset, SandboxServer
 
     options, settings = _setup(ctx)
+    # The demo's own file, not database.path: sandbox data must never reach a real warehouse.
+    settings.database.path = options.db_path or DEMO_DB_PATH
+    settings.export.directory = Path("exports")
+    _refuse_real_warehouse(settings.database.path)
     if options.dry_run:
         console.print(
             f"Would start the sandbox API, sync into {settings.database.path} and export "
@@ -590,16 +646,41 @@ def demo(ctx: click.Context) -> None:
         conn.close()
 
     console.rule("4. Status")
-    ctx.invoke(status)
+    _show_status(settings)
 
     console.rule("5. Export")
-    ctx.invoke(
-        export, fmt="csv", daily=False, start_date=None, end_date=None, output=None
-    )
+    _export(settings, Period(), daily=False, output=None, dry_run=False)
     console.print(
-        "Demo finished: try `peachdw status`, `peachdw export --daily`, or "
-        "`peachdw sandbox` with `peachdw sync` in another terminal."
+        "Demo finished. Next: `.venv/bin/peachdw status`, "
+        "`.venv/bin/peachdw export --daily`, or the README's daily runbook."
     )
+
+
+def _refuse_real_warehouse(path: Path) -> None:
+    """Stop the demo before it mixes sandbox data into a file synced from a real API."""
+    if not path.exists():
+        return
+    conn = db.connect(path)
+    try:
+        urls = [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT api_base_url FROM sync_history "
+                "WHERE api_base_url IS NOT NULL"
+            )
+        ]
+    except sqlite3.OperationalError:
+        urls = []
+    finally:
+        conn.close()
+    real = [
+        url for url in urls if urlsplit(url).hostname not in ("127.0.0.1", "localhost")
+    ]
+    if real:
+        raise PeachDWError(
+            f"{path} holds data synced from {real[0]}; the demo loads sandbox data, so "
+            "give it another file with --db-path."
+        )
 
 
 def main() -> None:

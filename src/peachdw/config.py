@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 
 from peachdw.errors import ConfigError
@@ -47,6 +49,21 @@ class ApiSettings(_Section):
     max_retry_wait: float = Field(60.0, ge=0)
     backoff_base: float = Field(0.5, ge=0)
     per_page: int = Field(100, ge=1, le=100)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an http:// or https:// URL, such as https://host/api"
+            )
+        if parts.username or parts.password:
+            # A token in the URL would reach logs; the contract sends it as a header.
+            raise ValueError(
+                "must not carry credentials; give the token as PEACHAI_API_TOKEN"
+            )
+        return value
 
 
 class DatabaseSettings(_Section):
@@ -103,7 +120,7 @@ def load_settings(
     if path.exists() or explicit:
         for key, value in _flatten(_read_file(path)).items():
             data[key] = value
-            origin[key] = str(path)
+            origin[key] = origin[key.split(".")[0]] = str(path)
 
     for key, value in _from_environ(environ).items():
         data[key] = value
@@ -184,19 +201,33 @@ def _env_name(dotted: str) -> str:
 def _from_environ(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
     """Read `PEACHDW_<SECTION>_<KEY>` for every known setting.
 
-    Only known names are read, so an unrelated variable that happens to start with the
-    prefix is not mistaken for a typo.
+    A variable with the prefix that names no setting is refused, as an unknown key in the
+    file is, so a typo does not pass silently.
     """
     found: dict[str, Any] = {}
+    known = set()
     for section_name, field in Settings.model_fields.items():
         section = field.annotation
         if not isinstance(section, type) or not issubclass(section, _Section):
             continue
         for key in section.model_fields:
             dotted = f"{section_name}.{key}"
+            known.add(_env_name(dotted))
             value = environ.get(_env_name(dotted))
             if value is not None:
                 found[dotted] = value
+
+    unknown = sorted(
+        name for name in environ if name.startswith(ENV_PREFIX) and name not in known
+    )
+    if unknown:
+        raise ConfigError(
+            f"Environment variable {unknown[0]} is not a known setting; "
+            "see config/settings.example.yaml for the valid keys "
+            f"({ENV_PREFIX}<SECTION>_<KEY>).",
+            key=unknown[0],
+            source="environment",
+        )
     return found
 
 
@@ -211,7 +242,7 @@ def _validate(tree: dict[str, Any], origin: dict[str, str]) -> Settings:
             problem = "is not a known setting"
             remedy = "see config/settings.example.yaml for the valid keys"
         else:
-            problem = f"is invalid: {error['msg']}"
+            problem = f"is invalid: {error['msg'].removeprefix('Value error, ')}"
             remedy = "fix the value"
         raise ConfigError(
             f"Setting '{dotted}' from {source} {problem}; {remedy}.",

@@ -10,13 +10,14 @@ import csv
 import logging
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ExportError
@@ -132,6 +133,20 @@ def default_path(directory: Path, report: str, period: Period) -> Path:
     return directory / f"peachdw_{report}_{period.label()}_{stamp}.csv"
 
 
+def held_hours(
+    conn: sqlite3.Connection, period: Period
+) -> tuple[int | None, int | None]:
+    """The first and last stored hour inside the period, or (None, None)."""
+    start, end = period.hours()
+    row = conn.execute(
+        "SELECT min(d.unix_hour), max(d.unix_hour) FROM campaigns AS c "
+        "JOIN hourly_data AS d ON d.campaign_id = c.id "
+        "WHERE d.unix_hour >= ? AND d.unix_hour < ?",
+        (start, end),
+    ).fetchone()
+    return row[0], row[1]
+
+
 def export_csv(
     conn: sqlite3.Connection,
     *,
@@ -139,7 +154,7 @@ def export_csv(
     period: Period,
     output: Path,
 ) -> ExportResult:
-    """Write the report to `output` and record the export in `export_history`."""
+    """Write the report to `output` (`-` for standard output) and record the export."""
     report = "daily" if daily else "summary"
     started = time.monotonic()
     with transaction(conn):
@@ -148,7 +163,7 @@ def export_csv(
             "period_end, status, started_at) VALUES ('csv', ?, ?, ?, ?, 'running', ?)",
             (
                 report,
-                str(output),
+                "stdout" if str(output) == "-" else str(output),
                 period.start.isoformat() if period.start else None,
                 period.end.isoformat() if period.end else None,
                 utc_now(),
@@ -172,27 +187,49 @@ def export_csv(
 
 
 def _write_csv(output: Path, header: list[str], rows: Iterator[Sequence[Any]]) -> int:
-    """Write atomically: a temporary file in the same folder, renamed when complete.
+    """Write the rows as CSV; a regular file is replaced only once it is complete.
 
-    UTF-8 with a byte-order mark, so spreadsheet programs detect the encoding and names
-    in any script open as written; Python reads it back with encoding="utf-8-sig".
+    Files are UTF-8 with a byte-order mark, so spreadsheet programs detect the encoding
+    and names in any script open as written (Python reads them with "utf-8-sig"). `-`
+    writes plain UTF-8 to standard output, for a pipe.
     """
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if str(output) == "-":
+        return _write_rows(sys.stdout, header, rows)
+
+    # Write through a symbolic link, and into a device or pipe as it is.
+    target = output.resolve()
+    if target.exists() and not target.is_file():
+        with open(target, "w", encoding="utf-8", newline="") as stream:
+            return _write_rows(stream, header, rows)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
-        dir=output.parent, prefix=f".{output.name}.", suffix=".tmp"
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
     )
-    written = 0
     try:
+        # mkstemp makes the file private; a report gets the usual mode under the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow([guard_cell(value) for value in row])
-                written += 1
-        os.replace(temporary, output)
+            written = _write_rows(stream, header, rows)
+        os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return written
+
+
+def _write_rows(
+    stream: TextIO, header: list[str], rows: Iterator[Sequence[Any]]
+) -> int:
+    writer = csv.writer(stream)
+    writer.writerow(header)
+    written = 0
+    for row in rows:
+        writer.writerow([guard_cell(value) for value in row])
+        written += 1
+    stream.flush()
     return written
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from peachdw.rules import FALLBACK, TIERS
@@ -25,12 +24,8 @@ class WarehouseStatus:
     syncs: list[dict[str, Any]] = field(default_factory=list)
     unmapped: list[dict[str, Any]] = field(default_factory=list)
     mapped: int = 0
-
-
-def hour_to_text(unix_hour: int | None) -> str:
-    if unix_hour is None:
-        return "-"
-    return datetime.fromtimestamp(unix_hour * 3600, UTC).strftime("%Y-%m-%d %H:00 UTC")
+    #: (reason, count) for the rows the latest sync rejected, most frequent first.
+    rejections: list[tuple[str, int]] = field(default_factory=list)
 
 
 def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> WarehouseStatus:
@@ -66,6 +61,17 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
         )
     ]
     mapped = conn.execute("SELECT count(*) FROM campaign_hierarchy").fetchone()[0]
+    # Reasons start with the field ("sessions: negative count -3"); group on the kind.
+    rejections = [
+        (row[0], row[1])
+        for row in conn.execute(
+            "SELECT CASE WHEN instr(reason, ': ') THEN "
+            "substr(reason, 1, instr(reason, ': ') - 1) ELSE reason END AS field, "
+            "count(*) FROM rejected_rows "
+            "WHERE sync_id = (SELECT max(id) FROM sync_history) "
+            "GROUP BY field ORDER BY count(*) DESC, field LIMIT 10"
+        )
+    ]
     return WarehouseStatus(
         schema_version=conn.execute("PRAGMA user_version").fetchone()[0],
         campaigns_serving=counts[0],
@@ -77,4 +83,5 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
         syncs=syncs,
         unmapped=unmapped,
         mapped=mapped,
+        rejections=rejections,
     )

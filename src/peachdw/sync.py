@@ -19,6 +19,7 @@ from peachdw import loader, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, PeachDWError, SyncError
+from peachdw.hours import current_hour, span_text
 from peachdw.records import MetricsWindow
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class SyncResult:
     api_retries: int = 0
     api_wait_seconds: float = 0.0
     error_message: str | None = None
+    #: False when the failure was one a rerun cannot cure (a refused token, a bad request).
+    retry_may_help: bool = True
+    rejection_examples: list[str] = field(default_factory=list)
     dry_run: bool = False
     seconds: float = 0.0
 
@@ -74,11 +78,6 @@ class SyncOptions:
     window_hours: int = 168
     full: bool = False
     dry_run: bool = False
-
-
-def current_hour(now: float | None = None) -> int:
-    """The unix hour in progress; the last complete hour is one before it."""
-    return int((time.time() if now is None else now) // 3600)
 
 
 def plan_range(
@@ -173,12 +172,11 @@ def run_sync(
         dry_run=options.dry_run,
     )
     if not options.dry_run:
-        result.sync_id = _open_sync_row(conn, result)
+        result.sync_id = _open_sync_row(conn, result, client.base_url)
     log.info(
-        "Sync %s started: hours %d-%d (%d hours)",
+        "Sync %s started: %s (%d hours)",
         result.sync_id or "(dry run)",
-        start_hour,
-        end_hour,
+        span_text(start_hour, end_hour),
         end_hour - start_hour,
     )
 
@@ -245,6 +243,7 @@ def _sync_campaigns(
     except ApiError as exc:
         result.status = "failed"
         result.error_message = str(exc)
+        result.retry_may_help = exc.transient
         log.error("Campaign listing failed: %s", exc)
         return [], set()
 
@@ -295,7 +294,8 @@ def _sync_window(
         window = client.fetch_metrics(start_hour, end_hour)
     except ApiError as exc:
         result.failed_windows.append(WindowFailure(start_hour, end_hour, str(exc)))
-        log.error("Window %d-%d failed: %s", start_hour, end_hour, exc)
+        result.retry_may_help = result.retry_may_help and exc.transient
+        log.error("Window %s failed: %s", span_text(start_hour, end_hour), exc)
         if not result.dry_run:
             with transaction(conn):
                 _record_window(
@@ -335,6 +335,20 @@ def _sync_window(
                 attempts=client.stats.calls - calls_before,
             )
 
+    rejected = [*window.rejected, *plan.unknown_campaign]
+    if rejected:
+        examples = [
+            f"campaign {r.campaign_id} hour {r.unix_hour}: {r.reason}"
+            for r in rejected[:3]
+        ]
+        result.rejection_examples.extend(examples[: 5 - len(result.rejection_examples)])
+        log.warning(
+            "Window %s: %d rows rejected, for example %s",
+            span_text(start_hour, end_hour),
+            len(rejected),
+            examples[0],
+        )
+
     counts = result.counts
     counts["records_processed"] += window.received
     counts["records_inserted"] += plan.inserted
@@ -346,10 +360,9 @@ def _sync_window(
     counts["records_out_of_window"] += window.out_of_window
     result.windows_done += 1
     log.info(
-        "Window %d-%d: %d rows received, %d inserted, %d updated, %d unchanged, "
+        "Window %s: %d rows received, %d inserted, %d updated, %d unchanged, "
         "%d rejected",
-        start_hour,
-        end_hour,
+        span_text(start_hour, end_hour),
         window.received,
         plan.inserted,
         plan.updated + plan.zeroed,
@@ -399,8 +412,8 @@ def _finish(result: SyncResult, client: PeachClient) -> None:
         return
     if result.failed_windows:
         result.status = "partial" if result.windows_done else "failed"
-        failed = ", ".join(
-            f"{w.start_hour}-{w.end_hour}" for w in result.failed_windows
+        failed = "; ".join(
+            span_text(w.start_hour, w.end_hour) for w in result.failed_windows
         )
         result.error_message = (
             f"{len(result.failed_windows)} metrics window(s) failed ({failed}): "
@@ -410,16 +423,19 @@ def _finish(result: SyncResult, client: PeachClient) -> None:
         result.status = "success"
 
 
-def _open_sync_row(conn: sqlite3.Connection, result: SyncResult) -> int:
+def _open_sync_row(
+    conn: sqlite3.Connection, result: SyncResult, api_base_url: str
+) -> int:
     with transaction(conn):
         cursor = conn.execute(
             "INSERT INTO sync_history (sync_type, status, started_at, window_start_hour, "
-            "window_end_hour, pid) VALUES (?, 'running', ?, ?, ?, ?)",
+            "window_end_hour, api_base_url, pid) VALUES (?, 'running', ?, ?, ?, ?, ?)",
             (
                 result.sync_type,
                 utc_now(),
                 result.window_start_hour,
                 result.window_end_hour,
+                api_base_url,
                 os.getpid(),
             ),
         )

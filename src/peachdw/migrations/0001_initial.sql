@@ -26,6 +26,8 @@ CREATE TABLE sync_history (
     api_calls INTEGER NOT NULL DEFAULT 0 CHECK (api_calls >= 0),
     api_retries INTEGER NOT NULL DEFAULT 0 CHECK (api_retries >= 0),
     api_wait_seconds REAL NOT NULL DEFAULT 0 CHECK (api_wait_seconds >= 0),
+    -- The API the sync read from (never with credentials), and the process that ran it.
+    api_base_url TEXT,
     pid INTEGER,
     error_message TEXT
 );
