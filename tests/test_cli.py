@@ -315,3 +315,53 @@ def test_demo_refuses_a_warehouse_synced_from_a_real_api(tmp_path):
     assert result.returncode == 1
     assert "holds data synced from https://api.example" in result.stderr
     assert conn.execute("SELECT count(*) FROM campaigns").fetchone()[0] == 0
+
+
+def test_sandbox_command_serves_a_sync_through_its_faults(tmp_path):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PEACH")}
+    sandbox = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "peachdw",
+            "sandbox",
+            "--port",
+            "0",
+            "--token",
+            TOKEN,
+            "--seed",
+            "1",
+            "--campaigns",
+            "40",
+            "--faults",
+            "429:0.2,500:0.1",
+        ],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = sandbox.stdout.readline()
+        url = line.split()[3]
+        assert url.startswith("http://127.0.0.1:")
+        env = {"PEACHAI_API_TOKEN": TOKEN, "PEACHDW_SYNC_WINDOW_HOURS": "12"}
+        result = run(["sync", "--api-url", url], tmp_path, env=env)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    conn = sqlite3.connect(tmp_path / "data" / "datawarehouse.db")
+    status, retries, calls = conn.execute(
+        "SELECT status, api_retries, api_calls FROM sync_history"
+    ).fetchone()
+    assert status == "success"
+    assert retries > 0
+    assert calls == retries + 1 + 14  # one campaign page and fourteen 12-hour windows
+
+
+def test_bad_fault_spec_is_a_usage_error(tmp_path):
+    result = run(["sandbox", "--faults", "429:lots"], tmp_path)
+    assert result.returncode == 2
+    assert "--faults" in result.stderr

@@ -588,6 +588,7 @@ def sandbox(
         f"Sandbox API on {server.url} ({campaigns} campaigns, seed {seed}, "
         f"faults: {faults or 'none'}). Stop with Ctrl-C."
     )
+    console.file.flush()  # a log file or pipe should see the address at once
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
