@@ -360,7 +360,8 @@ def _show_status(settings: Settings) -> None:
         f"{hour_text(state.first_hour)} to {hour_text(state.latest_hour)}",
     )
     overview.add_row(
-        "hierarchy", f"{state.mapped} mapped, {len(state.unmapped)} need a rule"
+        "hierarchy",
+        f"{state.mapped} mapped, {len(state.unmapped)} to check (listed below)",
     )
     console.print(overview)
 
