@@ -135,3 +135,68 @@ def test_time_range_across_campaigns_seeks_the_primary_key(warehouse, sql):
 def test_open_warehouse_without_a_file_says_run_init(tmp_path):
     with pytest.raises(StorageError, match="Run `peachdw init` first"):
         db.open_warehouse(tmp_path / "absent.db")
+
+
+def test_reads_of_hourly_data_during_a_sync_and_export_seek_the_key(warehouse):
+    """Every statement that reads hourly_data seeks it by key; a scan would make each
+    window of a year-long backfill cost the whole table."""
+    from peachdw import loader
+    from peachdw.export import Period, held_hours
+    from peachdw.records import MetricsWindow
+
+    warehouse.execute("INSERT INTO campaigns (id, name) VALUES (1, 'c'), (2, 'd')")
+    statements: list[str] = []
+    warehouse.set_trace_callback(statements.append)
+    window = MetricsWindow(100, 268, None, rows=[])
+    loader.plan_hourly(warehouse, window, {1, 2})
+    loader.plan_hourly(warehouse, MetricsWindow(100, 268, 1, rows=[]), {1, 2})
+    held_hours(warehouse, Period())
+    warehouse.set_trace_callback(None)
+
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    reads = [s for s in reads if "hourly_data" in s]
+    assert len(reads) == 3
+    for sql in reads:
+        plan = " | ".join(
+            row[3] for row in warehouse.execute(f"EXPLAIN QUERY PLAN {sql}")
+        )
+        assert (
+            "USING PRIMARY KEY (campaign_id=? AND unix_hour>? AND unix_hour<?)" in plan
+        )
+        assert "SCAN h" not in plan and "SCAN d" not in plan
+
+
+def test_version_1_file_with_data_upgrades_to_backfill_columns(db_path, monkeypatch):
+    """A warehouse written by the first release keeps its rows through migration 2."""
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:1])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute("INSERT INTO campaigns (id, name, is_serving) VALUES (1, 'c', 1)")
+    conn.execute(
+        "INSERT INTO sync_history (id, sync_type, status, started_at) "
+        "VALUES (1, 'incremental', 'success', '2025-08-01T00:00:00Z')"
+    )
+    conn.execute(
+        "INSERT INTO hourly_data (campaign_id, unix_hour, sessions, sync_id) "
+        "VALUES (1, 100, 7, 1)"
+    )
+    conn.execute(
+        "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, finished_at) "
+        "VALUES (1, 0, 168, 'done', '2025-08-01T00:00:00Z')"
+    )
+    conn.close()
+
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    conn = db.connect(db_path)
+    assert db.migrate(conn) == [m.version for m in shipped[1:]]
+    history = conn.execute("SELECT * FROM sync_history").fetchone()
+    assert history["records_restated"] == 0
+    assert history["campaign_id"] is None
+    window = conn.execute("SELECT campaign_id, status FROM sync_windows").fetchone()
+    assert tuple(window) == (None, "done")
+    assert conn.execute("SELECT sessions, sync_id FROM hourly_data").fetchone()[:] == (
+        7,
+        1,
+    )
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

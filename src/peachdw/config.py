@@ -7,9 +7,11 @@ wrong type or an unreadable file is a `ConfigError` that names the key and where
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -26,6 +28,8 @@ from peachdw.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/settings.yaml")
 ENV_PREFIX = "PEACHDW_"
+#: Variables the test suite uses to steer a process (see sync.hold); never settings.
+TEST_ENV_PREFIX = "PEACHDW_TEST_"
 #: The command-line flag behind each setting a flag can set, for messages.
 FLAG_NAMES = {
     "database.path": "--db-path",
@@ -76,6 +80,27 @@ class SyncSettings(_Section):
     initial_days: int = Field(7, ge=1)
     # The contract allows at most 168 hours per metrics call.
     window_hours: int = Field(168, ge=1, le=168)
+    # Where `sync --full` starts; None: initial_days before now.
+    start_date: date | None = None
+
+
+class ReportingSettings(_Section):
+    # Days and months are cut in this zone (an IANA name such as Europe/Berlin).
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone name; use one like UTC or Europe/Berlin"
+            ) from None
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 class ExportSettings(_Section):
@@ -87,6 +112,7 @@ class Settings(_Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
 
     # Where the API token came from, for messages that must not show the token itself.
     _token_source: str = PrivateAttr("none")
@@ -218,7 +244,11 @@ def _from_environ(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
                 found[dotted] = value
 
     unknown = sorted(
-        name for name in environ if name.startswith(ENV_PREFIX) and name not in known
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX)
+        and name not in known
+        and not name.startswith(TEST_ENV_PREFIX)
     )
     if unknown:
         raise ConfigError(

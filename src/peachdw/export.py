@@ -95,7 +95,7 @@ def summary_sql() -> str:
         "LEFT JOIN campaign_hierarchy AS h ON h.campaign_id = c.id "
         "LEFT JOIN (SELECT k.id AS campaign_id, "
         + ", ".join(f"sum(d.{m}) AS {m}" for m in METRICS)
-        + " FROM campaigns AS k JOIN hourly_data AS d ON d.campaign_id = k.id "
+        + " FROM campaigns AS k CROSS JOIN hourly_data AS d ON d.campaign_id = k.id "
         "WHERE d.unix_hour >= :start AND d.unix_hour < :end GROUP BY k.id) AS t "
         "ON t.campaign_id = c.id "
         "ORDER BY c.id"
@@ -110,7 +110,7 @@ def daily_sql() -> str:
         + ", "
         + ", ".join(f"sum(d.{m})" for m in METRICS)
         + " FROM campaigns AS c "
-        "JOIN hourly_data AS d ON d.campaign_id = c.id "
+        "CROSS JOIN hourly_data AS d ON d.campaign_id = c.id "
         "LEFT JOIN campaign_hierarchy AS h ON h.campaign_id = c.id "
         "WHERE d.unix_hour >= :start AND d.unix_hour < :end "
         "GROUP BY c.id, d.unix_hour / 24 ORDER BY day, c.id"
@@ -140,7 +140,7 @@ def held_hours(
     start, end = period.hours()
     row = conn.execute(
         "SELECT min(d.unix_hour), max(d.unix_hour) FROM campaigns AS c "
-        "JOIN hourly_data AS d ON d.campaign_id = c.id "
+        "CROSS JOIN hourly_data AS d ON d.campaign_id = c.id "
         "WHERE d.unix_hour >= ? AND d.unix_hour < ?",
         (start, end),
     ).fetchone()

@@ -1,9 +1,11 @@
-"""The sync: fetch from the API, validate, load, map, record.
+"""The sync: plan, fetch, validate, load, map, record.
 
-Phases, in order: campaigns (one transaction), then metrics window by window (each window
-with its ledger entry in one transaction, so a failure keeps every finished window and
-nothing half-written), then the hierarchy mapping of new and changed campaigns, then the
-sync's row in `sync_history`.
+A plan is the list of metrics windows to read: for an incremental sync, from the last
+synced hour less the look-back to the last complete hour; for a historical backfill, a date
+range, less the windows already done when resuming. Then, in order: campaigns (one
+transaction), metrics window by window (each window with its ledger entry in one
+transaction, so a failure or a kill keeps every finished window and nothing half-written),
+the hierarchy mapping of new and changed campaigns, and the sync's row in `sync_history`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from peachdw import loader, rules
 from peachdw.client import PeachClient, window_bounds
@@ -37,7 +40,14 @@ _COUNTERS = (
     "records_duplicate",
     "records_out_of_window",
     "records_zeroed",
+    "records_restated",
 )
+
+#: Test hook (see `hold`): `<point>` or `<point>:<n>` to stop at the n-th time there.
+HOLD_ENV = "PEACHDW_TEST_HOLD"
+#: File `hold` creates when it stops, so a test knows the moment has come.
+HOLD_FILE_ENV = "PEACHDW_TEST_HOLD_FILE"
+_hold_counts: dict[str, int] = {}
 
 
 @dataclass
@@ -55,9 +65,14 @@ class SyncResult:
     sync_type: str
     window_start_hour: int
     window_end_hour: int
+    campaign_id: int | None = None
     status: str = "running"
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
+    windows_total: int = 0
+    windows_skipped: int = 0
     windows_done: int = 0
+    restated_oldest_hour: int | None = None
+    note: str | None = None
     failed_windows: list[WindowFailure] = field(default_factory=list)
     campaigns_mapped: int = 0
     api_calls: int = 0
@@ -70,6 +85,12 @@ class SyncResult:
     dry_run: bool = False
     seconds: float = 0.0
 
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    @property
+    def rows_written(self) -> int:
+        return self.counts["records_inserted"] + self.counts["records_updated"]
+
 
 @dataclass(frozen=True)
 class SyncOptions:
@@ -77,7 +98,97 @@ class SyncOptions:
     initial_days: int = 7
     window_hours: int = 168
     full: bool = False
+    #: First hour `full` reads from; None: `initial_days` before now.
+    full_start_hour: int | None = None
     dry_run: bool = False
+    #: Stop after this many windows (a trial run of a backfill).
+    test_batches: int | None = None
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """The windows one sync will read, decided before it starts."""
+
+    sync_type: str
+    start_hour: int
+    end_hour: int
+    windows: tuple[tuple[int, int], ...]
+    campaign_id: int | None = None
+    #: Windows of the range left out because they are already done (resume).
+    skipped: int = 0
+
+
+def plan_incremental(
+    conn: sqlite3.Connection, options: SyncOptions, now_hour: int
+) -> SyncPlan:
+    start, end = plan_range(conn, options, now_hour)
+    windows = tuple(window_bounds(start, end, options.window_hours))
+    return SyncPlan("full" if options.full else "incremental", start, end, windows)
+
+
+def plan_historical(
+    conn: sqlite3.Connection,
+    start_hour: int,
+    end_hour: int,
+    *,
+    window_hours: int = 168,
+    campaign_id: int | None = None,
+    resume: bool = False,
+) -> SyncPlan:
+    """Cut [start_hour, end_hour) into windows; with `resume`, leave out the done ones.
+
+    A window counts as done when finished windows of any earlier sync, for all campaigns
+    or for this campaign, cover every hour of it. Failed windows are read again.
+    """
+    windows = tuple(window_bounds(start_hour, end_hour, window_hours))
+    skipped = 0
+    if resume:
+        covered = _done_spans(conn, campaign_id)
+        todo = tuple(w for w in windows if not _covers(covered, w))
+        skipped = len(windows) - len(todo)
+        windows = todo
+    return SyncPlan("historical", start_hour, end_hour, windows, campaign_id, skipped)
+
+
+def _done_spans(conn: sqlite3.Connection, campaign_id: int | None) -> list[list[int]]:
+    """Finished windows for this scope, merged into disjoint spans."""
+    rows = conn.execute(
+        "SELECT start_hour, end_hour FROM sync_windows WHERE status = 'done' "
+        "AND (campaign_id IS NULL OR campaign_id = ?) ORDER BY start_hour",
+        (campaign_id,),
+    )
+    spans: list[list[int]] = []
+    for start, end in rows:
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return spans
+
+
+def _covers(spans: list[list[int]], window: tuple[int, int]) -> bool:
+    return any(start <= window[0] and window[1] <= end for start, end in spans)
+
+
+def hold(point: str) -> None:
+    """Test hook: stop here for a minute when PEACHDW_TEST_HOLD names this point.
+
+    The crash-safety tests use it to kill a sync at a known moment (inside a window's
+    write, between windows). It does nothing unless the variable is set.
+    """
+    wanted = os.environ.get(HOLD_ENV)
+    if not wanted:
+        return
+    name, _, nth = wanted.partition(":")
+    if name != point:
+        return
+    _hold_counts[point] = _hold_counts.get(point, 0) + 1
+    if _hold_counts[point] != int(nth or 1):
+        return
+    marker = os.environ.get(HOLD_FILE_ENV)
+    if marker:
+        Path(marker).touch()
+    time.sleep(60)
 
 
 def plan_range(
@@ -92,7 +203,7 @@ def plan_range(
     end = now_hour
     first_run_start = end - options.initial_days * 24
     if options.full:
-        return first_run_start, end
+        return options.full_start_hour or first_run_start, end
 
     last_done = conn.execute(
         "SELECT max(end_hour) FROM sync_windows WHERE status = 'done'"
@@ -152,32 +263,41 @@ def run_sync(
     client: PeachClient,
     options: SyncOptions,
     *,
+    plan: SyncPlan | None = None,
     now: float | None = None,
-    on_window: Callable[[SyncResult, int, int], None] | None = None,
+    on_window: Callable[[SyncResult], None] | None = None,
 ) -> SyncResult:
-    """Run one incremental (or `full`) sync and return what it did.
+    """Run one sync (incremental unless a plan says otherwise) and return what it did.
 
     API failures do not raise: they end the sync `partial` or `failed` with the reason in
     the result and in `sync_history`. Storage errors raise after the sync row is closed.
+    `on_window` is called after every window, for progress.
     """
-    started = time.monotonic()
     if not options.dry_run:
         mark_interrupted(conn)
-    start_hour, end_hour = plan_range(conn, options, current_hour(now))
+    plan = plan or plan_incremental(conn, options, current_hour(now))
+    windows = plan.windows
+    if options.test_batches is not None:
+        windows = windows[: options.test_batches]
     result = SyncResult(
         sync_id=None,
-        sync_type="full" if options.full else "incremental",
-        window_start_hour=start_hour,
-        window_end_hour=end_hour,
+        sync_type=plan.sync_type,
+        window_start_hour=plan.start_hour,
+        window_end_hour=plan.end_hour,
+        campaign_id=plan.campaign_id,
+        windows_total=len(windows),
+        windows_skipped=plan.skipped,
         dry_run=options.dry_run,
     )
     if not options.dry_run:
         result.sync_id = _open_sync_row(conn, result, client.base_url)
     log.info(
-        "Sync %s started: %s (%d hours)",
+        "Sync %s (%s) started: %s, %d windows to read, %d already done",
         result.sync_id or "(dry run)",
-        span_text(start_hour, end_hour),
-        end_hour - start_hour,
+        plan.sync_type,
+        span_text(plan.start_hour, plan.end_hour),
+        len(windows),
+        plan.skipped,
     )
 
     try:
@@ -186,15 +306,20 @@ def run_sync(
 
         # fetch + validate + load: metrics, one window per transaction
         if result.status == "running":
-            for window_start, window_end in window_bounds(
-                start_hour, end_hour, options.window_hours
-            ):
-                if not _sync_window(
+            for window_start, window_end in windows:
+                go_on = _sync_window(
                     conn, client, result, window_start, window_end, listed
-                ):
-                    break
+                )
                 if on_window:
-                    on_window(result, window_start, window_end)
+                    on_window(result)
+                if not go_on:
+                    break
+                hold("between-windows")
+        if len(windows) < len(plan.windows):
+            result.note = (
+                f"Stopped after {len(windows)} of {len(plan.windows)} windows as asked; "
+                "run again with --resume to read the rest."
+            )
 
         # classify: hierarchy for new and changed campaigns
         if not options.dry_run and result.status != "failed":
@@ -216,16 +341,17 @@ def run_sync(
     finally:
         # record
         _finish(result, client)
-        result.seconds = time.monotonic() - started
+        result.seconds = time.monotonic() - result.started_monotonic
         if not options.dry_run:
             _close_sync_row(conn, result)
     log.info(
-        "Sync %s %s: %d rows inserted, %d updated, %d unchanged, %d rejected; "
-        "%d API calls, %d retries",
+        "Sync %s %s: %d rows inserted, %d updated (%d restated), %d unchanged, "
+        "%d rejected; %d API calls, %d retries",
         result.sync_id or "(dry run)",
         result.status,
         result.counts["records_inserted"],
         result.counts["records_updated"],
+        result.counts["records_restated"],
         result.counts["records_unchanged"],
         result.counts["records_rejected"],
         result.api_calls,
@@ -291,7 +417,7 @@ def _sync_window(
     """Fetch and store one window. Returns False when the sync must stop."""
     calls_before = client.stats.calls
     try:
-        window = client.fetch_metrics(start_hour, end_hour)
+        window = client.fetch_metrics(start_hour, end_hour, result.campaign_id)
     except ApiError as exc:
         result.failed_windows.append(WindowFailure(start_hour, end_hour, str(exc)))
         result.retry_may_help = result.retry_may_help and exc.transient
@@ -319,8 +445,10 @@ def _sync_window(
         with transaction(conn):
             plan = loader.plan_hourly(conn, window, known)
             loader.apply_hourly(conn, plan, result.sync_id)
-            rejected = [*window.rejected, *plan.unknown_campaign]
-            loader.record_rejections(conn, result.sync_id, rejected)
+            hold("window-write")
+            loader.record_rejections(
+                conn, result.sync_id, [*window.rejected, *plan.unknown_campaign]
+            )
             loader.record_drift(
                 conn, "/admin/metrics", window.unknown_fields, result.sync_id
             )
@@ -354,6 +482,14 @@ def _sync_window(
     counts["records_inserted"] += plan.inserted
     counts["records_updated"] += plan.updated + plan.zeroed
     counts["records_zeroed"] += plan.zeroed
+    # A stored hour the API changed is a restatement; how old it is tells how far back
+    # the API still changes numbers.
+    counts["records_restated"] += plan.updated + plan.zeroed
+    if plan.oldest_changed_hour is not None and (
+        result.restated_oldest_hour is None
+        or plan.oldest_changed_hour < result.restated_oldest_hour
+    ):
+        result.restated_oldest_hour = plan.oldest_changed_hour
     counts["records_unchanged"] += plan.unchanged
     counts["records_rejected"] += len(window.rejected) + len(plan.unknown_campaign)
     counts["records_duplicate"] += window.duplicates
@@ -385,13 +521,15 @@ def _record_window(
 ) -> None:
     window, plan = loaded if loaded else (None, None)
     conn.execute(
-        "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+        "INSERT INTO sync_windows (sync_id, start_hour, end_hour, campaign_id, status, "
         "records_inserted, records_updated, records_unchanged, records_rejected, "
-        "attempts, error_message, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "attempts, error_message, finished_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             result.sync_id,
             start_hour,
             end_hour,
+            result.campaign_id,
             status,
             plan.inserted if plan else 0,
             plan.updated + plan.zeroed if plan else 0,
@@ -429,12 +567,14 @@ def _open_sync_row(
     with transaction(conn):
         cursor = conn.execute(
             "INSERT INTO sync_history (sync_type, status, started_at, window_start_hour, "
-            "window_end_hour, api_base_url, pid) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+            "window_end_hour, campaign_id, api_base_url, pid) "
+            "VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
             (
                 result.sync_type,
                 utc_now(),
                 result.window_start_hour,
                 result.window_end_hour,
+                result.campaign_id,
                 api_base_url,
                 os.getpid(),
             ),
@@ -453,8 +593,8 @@ def _close_sync_row(conn: sqlite3.Connection, result: SyncResult) -> None:
         with transaction(conn):
             conn.execute(
                 f"UPDATE sync_history SET status = ?, finished_at = ?, {assignments}, "
-                "api_calls = ?, api_retries = ?, api_wait_seconds = ?, error_message = ? "
-                "WHERE id = ?",
+                "api_calls = ?, api_retries = ?, api_wait_seconds = ?, error_message = ?, "
+                "restated_oldest_hour = ? WHERE id = ?",
                 (
                     result.status,
                     utc_now(),
@@ -463,6 +603,7 @@ def _close_sync_row(conn: sqlite3.Connection, result: SyncResult) -> None:
                     result.api_retries,
                     result.api_wait_seconds,
                     result.error_message,
+                    result.restated_oldest_hour,
                     result.sync_id,
                 ),
             )
