@@ -14,6 +14,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -30,10 +31,25 @@ from peachdw.client import PeachClient
 from peachdw.config import Settings, load_settings
 from peachdw.errors import ConfigError, PeachDWError, SyncError
 from peachdw.export import Period, default_path, export_csv, held_hours, report_rows
-from peachdw.hours import hour_text, span_text
-from peachdw.metrics import METRICS
+from peachdw.hours import (
+    current_hour,
+    day_start_hour,
+    days_to_hours,
+    hour_text,
+    month_days,
+    parse_month,
+    span_text,
+)
+from peachdw.lock import SyncLock
+from peachdw.progress import WindowProgress
 from peachdw.status import collect_status
-from peachdw.sync import SyncOptions, SyncResult, run_sync
+from peachdw.sync import (
+    SyncOptions,
+    SyncResult,
+    mark_interrupted,
+    plan_historical,
+    run_sync,
+)
 
 log = logging.getLogger("peachdw")
 # Without a terminal (cron, a pipe) Rich would assume 80 columns and cut tables short.
@@ -254,23 +270,146 @@ def init(ctx: click.Context) -> None:
 
 @cli.command()
 @global_options
-@click.option("--full", is_flag=True, help="Re-read from sync.initial_days ago.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Re-read from sync.start_date (or sync.initial_days ago), not from the last sync.",
+)
 @click.pass_context
 def sync(ctx: click.Context, full: bool) -> None:
     """Pull campaigns and hourly metrics from the API into the warehouse."""
     options, settings = _setup(ctx)
-    client = _client(settings)
-    conn = _open(settings, dry_run=options.dry_run)
-    sync_options = SyncOptions(
+    start_date = settings.sync.start_date
+    sync_options = _sync_options(
+        settings,
+        dry_run=options.dry_run,
+        full=full,
+        full_start_hour=day_start_hour(start_date, settings.reporting.zone())
+        if start_date
+        else None,
+    )
+    _run(settings, sync_options, "peachdw sync")
+
+
+@cli.command("sync-historical")
+@global_options
+@click.option("--start-date", help="First day to load, YYYY-MM-DD.")
+@click.option("--end-date", help="Last day to load, YYYY-MM-DD, inclusive.")
+@click.option("--month", help="A whole month instead of dates: August, aug or 8.")
+@click.option("--year", type=click.IntRange(2000, 2100), help="The year of --month.")
+@click.option("--campaign-id", type=click.IntRange(1), help="Load one campaign only.")
+@click.option(
+    "--test-batches", type=click.IntRange(1), help="Stop after this many windows."
+)
+@click.option(
+    "--resume", is_flag=True, help="Skip windows already done; retry failed ones."
+)
+@click.pass_context
+def sync_historical(
+    ctx: click.Context,
+    start_date: str | None,
+    end_date: str | None,
+    month: str | None,
+    year: int | None,
+    campaign_id: int | None,
+    test_batches: int | None,
+    resume: bool,
+) -> None:
+    """Load a range of past days, window by window; stop it any time, --resume it later.
+
+    Days are cut in reporting.timezone (UTC by default). Each window of at most 168 hours
+    is written with its ledger entry in one transaction, so a run that is killed or fails
+    keeps every finished window, and --resume reads only what is missing.
+    """
+    options, settings = _setup(ctx)
+    first, last = _backfill_days(start_date, end_date, month, year)
+    start_hour, end_hour = days_to_hours(first, last, settings.reporting.zone())
+    end_hour = min(end_hour, current_hour())
+    if end_hour <= start_hour:
+        raise click.BadParameter(
+            f"{first} is not in the past yet; nothing to load.", param_hint="dates"
+        )
+
+    sync_options = _sync_options(
+        settings, dry_run=options.dry_run, test_batches=test_batches
+    )
+    _run(
+        settings,
+        sync_options,
+        "peachdw sync-historical",
+        historical=(start_hour, end_hour, campaign_id, resume),
+    )
+
+
+def _backfill_days(
+    start_date: str | None, end_date: str | None, month: str | None, year: int | None
+) -> tuple[date, date]:
+    if month or year:
+        if start_date or end_date:
+            raise click.UsageError(
+                "Give --month and --year, or --start-date and --end-date."
+            )
+        if not (month and year):
+            raise click.UsageError("--month needs --year, and --year needs --month.")
+        try:
+            return month_days(year, parse_month(month))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--month") from None
+
+    first = _parse_day(start_date, "--start-date")
+    last = _parse_day(end_date, "--end-date")
+    if first is None or last is None:
+        raise click.UsageError(
+            "Say what to load: --start-date and --end-date, or --month and --year."
+        )
+    if first > last:
+        raise click.BadParameter("--start-date is after --end-date.")
+    return first, last
+
+
+def _sync_options(settings: Settings, **overrides: Any) -> SyncOptions:
+    return SyncOptions(
         lookback_hours=settings.sync.lookback_hours,
         initial_days=settings.sync.initial_days,
         window_hours=settings.sync.window_hours,
-        full=full,
-        dry_run=options.dry_run,
+        **overrides,
     )
-    with client:
-        result = run_sync(conn, client, sync_options)
-    conn.close()
+
+
+def _run(
+    settings: Settings,
+    sync_options: SyncOptions,
+    command: str,
+    *,
+    historical: tuple[int, int, int | None, bool] | None = None,
+) -> None:
+    """Take the lock, plan, sync with progress, print the summary; raise on failure."""
+    client = _client(settings)
+    with ExitStack() as stack:
+        if not sync_options.dry_run:
+            # One writer at a time; a second one is refused at once, having changed nothing.
+            stack.enter_context(SyncLock(settings.database.path, command))
+        conn = _open(settings, dry_run=sync_options.dry_run)
+        stack.callback(conn.close)
+        stack.enter_context(client)
+        if not sync_options.dry_run:
+            mark_interrupted(conn, all_running=True)
+
+        plan = None
+        if historical:
+            start_hour, end_hour, campaign_id, resume = historical
+            plan = plan_historical(
+                conn,
+                start_hour,
+                end_hour,
+                window_hours=settings.sync.window_hours,
+                campaign_id=campaign_id,
+                resume=resume,
+            )
+        with WindowProgress(client.stats) as progress:
+            result = run_sync(
+                conn, client, sync_options, plan=plan, on_window=progress.update
+            )
 
     _print_sync(result)
     if result.status != "success":
@@ -296,6 +435,12 @@ def _print_sync(result: SyncResult) -> None:
     rows = [
         ("hours", span_text(result.window_start_hour, result.window_end_hour)),
         (
+            "windows",
+            f"{result.windows_done} done, {len(result.failed_windows)} failed, "
+            f"{result.windows_skipped} already done before"
+            + (f", campaign {result.campaign_id} only" if result.campaign_id else ""),
+        ),
+        (
             "campaigns",
             f"{counts['campaigns_seen']} listed, {counts['campaigns_inserted']} new, "
             f"{counts['campaigns_updated']} changed, {counts['campaigns_deleted']} deleted",
@@ -306,6 +451,7 @@ def _print_sync(result: SyncResult) -> None:
             f"{verb}updated",
             f"{counts['records_updated']} ({counts['records_zeroed']} back to zero)",
         ),
+        ("restated (stored hours the API changed)", str(counts["records_restated"])),
         ("unchanged", str(counts["records_unchanged"])),
         ("rejected", str(counts["records_rejected"])),
         (
@@ -321,6 +467,11 @@ def _print_sync(result: SyncResult) -> None:
         ("failed window", f"{span_text(w.start_hour, w.end_hour)}: {w.error}")
         for w in result.failed_windows
     ]
+
+    if result.restated_oldest_hour is not None:
+        rows.append(("oldest restated hour", hour_text(result.restated_oldest_hour)))
+    if result.note:
+        rows.append(("note", result.note))
 
     table = Table(title=f"{title} ({result.status})", show_header=False)
     for name, value in rows:
@@ -689,4 +840,4 @@ def main() -> None:
     cli(prog_name="peachdw")
 
 
-__all__ = ["METRICS", "cli", "main"]
+__all__ = ["cli", "main"]

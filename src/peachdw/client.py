@@ -30,6 +30,7 @@ from peachdw.errors import (
     RetryWaitTooLongError,
     TransientApiError,
 )
+from peachdw.hours import span_text
 from peachdw.records import (
     Campaign,
     CampaignListing,
@@ -188,7 +189,7 @@ class PeachClient:
         if campaign_id is not None:
             params["campaign_id"] = campaign_id
 
-        what = f"metrics for hours {start_hour}-{end_hour}"
+        what = f"metrics for {span_text(start_hour, end_hour)}"
         window = self.get_json(
             "/admin/metrics",
             params,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 
 def current_hour(now: float | None = None) -> int:
@@ -21,3 +21,57 @@ def hour_text(unix_hour: int | None) -> str:
 def span_text(start_hour: int, end_hour: int) -> str:
     """A half-open range of hours as people read it: first hour to last hour, inclusive."""
     return f"{hour_text(start_hour)} to {hour_text(end_hour - 1)}"
+
+
+def day_start_hour(day: date, zone: tzinfo = UTC) -> int:
+    """The unix hour in which `day` starts in `zone` (floored for zones off the hour)."""
+    midnight = datetime(day.year, day.month, day.day, tzinfo=zone)
+    return int(midnight.timestamp() // 3600)
+
+
+def days_to_hours(first: date, last: date, zone: tzinfo = UTC) -> tuple[int, int]:
+    """The half-open hours [start, end) of the days first..last, both included, in `zone`.
+
+    A day is 23 or 25 hours long where the zone changes its clocks.
+    """
+    return day_start_hour(first, zone), day_start_hour(last + timedelta(days=1), zone)
+
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+
+
+def parse_month(text: str) -> int:
+    """A month by English name, abbreviation or number; ValueError otherwise."""
+    key = text.strip().lower()
+    if key.isdigit() and 1 <= int(key) <= 12:
+        return int(key)
+    if key in _MONTHS:
+        return _MONTHS[key]
+    raise ValueError(f"{text!r} is not a month; use a name such as August, or 1 to 12")
+
+
+def month_days(year: int, month: int) -> tuple[date, date]:
+    """The first and last day of a month."""
+    first = date(year, month, 1)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return first, following - timedelta(days=1)

@@ -223,14 +223,18 @@ def plan_range(
     return max(start, first_run_start - 365 * 24), end
 
 
-def mark_interrupted(conn: sqlite3.Connection) -> int:
-    """Close sync rows left `running` by a process that no longer exists."""
+def mark_interrupted(conn: sqlite3.Connection, *, all_running: bool = False) -> int:
+    """Close sync rows left `running` by a process that no longer runs.
+
+    With `all_running` (the caller holds the sync lock, so no other sync can be running)
+    every such row is closed; otherwise only rows whose process is gone.
+    """
     stale = [
         row["id"]
         for row in conn.execute(
             "SELECT id, pid FROM sync_history WHERE status = 'running'"
         )
-        if not _process_alive(row["pid"])
+        if all_running or not _process_alive(row["pid"])
     ]
     if stale:
         with transaction(conn):
