@@ -177,8 +177,17 @@ def test_thirty_days_through_faults_equal_a_clean_load(warehouse, dataset, tmp_p
 
     assert sum(injected.values()) > 5
     assert injected["timeout"] > 0
-    if result.failed_windows:  # a window whose every attempt failed: resume fills it
-        with SandboxServer(dataset, TOKEN) as clean:
-            backfill(warehouse, clean.url, span, resume=True)
+    # With this seed one window fails all three attempts: it is left failed and named.
+    assert result.status == "partial"
+    [failure] = result.failed_windows
+    assert "after 3 attempts" in failure.error
+    failed = warehouse.execute(
+        "SELECT start_hour FROM sync_windows WHERE status = 'failed'"
+    ).fetchall()
+    assert [row[0] for row in failed] == [failure.start_hour]
+
+    with SandboxServer(dataset, TOKEN) as clean:
+        resumed = backfill(warehouse, clean.url, span, resume=True)
+    assert resumed.windows_done == 1
     assert stored_hours(warehouse) == api_hours(dataset, *span)
     assert warehouse.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -303,7 +303,7 @@ class PeachClient:
             self.stats.wait_seconds += seconds
             log.warning(
                 "%s failed (%s); retrying in %.1f s",
-                what.capitalize(),
+                what[0].upper() + what[1:],
                 state.outcome.exception() if state.outcome else "?",
                 seconds,
             )

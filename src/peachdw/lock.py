@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -79,7 +80,17 @@ class SyncLock:
 
 
 def _read_holder(handle: int) -> dict:
-    try:
-        return json.loads(os.pread(handle, 4096, 0) or b"{}")
-    except (OSError, ValueError):
-        return {}
+    """The holder's record; a holder that has just taken the lock may not have written it
+    yet, so an empty file is read again for up to half a second."""
+    for _ in range(10):
+        try:
+            text = os.pread(handle, 4096, 0)
+        except OSError:
+            return {}
+        if text:
+            try:
+                return json.loads(text)
+            except ValueError:
+                pass
+        time.sleep(0.05)
+    return {}
