@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
 import pytest
@@ -191,3 +191,72 @@ def test_thirty_days_through_faults_equal_a_clean_load(warehouse, dataset, tmp_p
     assert resumed.windows_done == 1
     assert stored_hours(warehouse) == api_hours(dataset, *span)
     assert warehouse.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_full_sync_starts_at_the_configured_day(warehouse, api, dataset):
+    from sandbox_helpers import FROZEN_HOUR, FROZEN_TS
+
+    start = days_to_hours(date(2025, 7, 25), date(2025, 7, 25))[0]
+    with make_client(api.url) as client:
+        run_sync(warehouse, client, SyncOptions(), now=FROZEN_TS)
+        full = run_sync(
+            warehouse,
+            client,
+            SyncOptions(full=True, full_start_hour=start),
+            now=FROZEN_TS,
+        )
+    assert (full.sync_type, full.window_start_hour) == ("full", start)
+    assert stored_hours(warehouse) == api_hours(dataset, start, FROZEN_HOUR)
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "hours"),
+    [
+        ("Europe/Berlin", date(2025, 3, 30), 23),
+        ("Europe/Berlin", date(2025, 10, 26), 25),
+        ("America/New_York", date(2025, 3, 9), 23),
+        ("America/New_York", date(2025, 11, 2), 25),
+        ("UTC", date(2025, 3, 30), 24),
+    ],
+)
+def test_backfill_days_are_cut_in_the_reporting_zone(zone, day, hours):
+    from zoneinfo import ZoneInfo
+
+    start, end = days_to_hours(day, day, ZoneInfo(zone))
+    assert end - start == hours
+    offset = ZoneInfo(zone).utcoffset(datetime(day.year, day.month, day.day))
+    assert start * 3600 == datetime(
+        day.year, day.month, day.day, tzinfo=UTC
+    ).timestamp() - (offset.total_seconds())
+
+
+def test_progress_reports_windows_rate_retries_and_time_left(caplog):
+    import logging
+
+    from peachdw.client import ApiStats
+    from peachdw.progress import WindowProgress
+    from peachdw.sync import SyncResult, WindowFailure
+
+    stats = ApiStats(calls=9, retries=2)
+    result = SyncResult(
+        sync_id=1,
+        sync_type="historical",
+        window_start_hour=0,
+        window_end_hour=10,
+        windows_total=5,
+        windows_done=1,
+    )
+    result.failed_windows.append(WindowFailure(0, 1, "HTTP 503"))
+    result.counts["records_processed"] = 1000
+
+    with caplog.at_level(logging.INFO), WindowProgress(stats, terminal=False) as plain:
+        plain.update(result)
+    line = caplog.records[-1].getMessage()
+    assert line.startswith("Windows 2/5 done (1 failed): ")
+    assert "rows/s, 2 API retries, about " in line
+
+    with WindowProgress(stats, terminal=True) as bar:
+        bar.update(result)
+        task = bar._bar.tasks[0]
+        assert (task.completed, task.total) == (2, 5)
+        assert task.fields["retries"] == 2

@@ -365,3 +365,52 @@ def test_bad_fault_spec_is_a_usage_error(tmp_path):
     result = run(["sandbox", "--faults", "429:lots"], tmp_path)
     assert result.returncode == 2
     assert "--faults" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--month", "August"], "--month needs --year"),
+        (["--month", "Augst", "--year", "2025"], "'Augst' is not a month"),
+        (
+            ["--month", "8", "--year", "2025", "--start-date", "2025-08-01"],
+            "Give --month and --year, or --start-date and --end-date",
+        ),
+        (["--start-date", "2025-08-01"], "Say what to load"),
+        (
+            ["--start-date", "2025-08-09", "--end-date", "2025-08-01"],
+            "after --end-date",
+        ),
+        (["--start-date", "2999-01-01", "--end-date", "2999-01-02"], "not in the past"),
+    ],
+)
+def test_sync_historical_says_what_is_wrong_with_its_range(tmp_path, args, message):
+    result = run(["sync-historical", *args], tmp_path, env={"PEACHAI_API_TOKEN": TOKEN})
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_sync_historical_month_logs_each_window_and_resume_reads_nothing(tmp_path):
+    from sandbox_helpers import FROZEN
+
+    with SandboxServer(Dataset(seed=8, campaigns=20, now=FROZEN), TOKEN) as api:
+        args = [
+            "sync-historical",
+            "--month",
+            "July",
+            "--year",
+            "2025",
+            "--api-url",
+            api.url,
+        ]
+        first = run(args, tmp_path, env={"PEACHAI_API_TOKEN": TOKEN})
+        metrics_calls = api.requests["/admin/metrics"]
+        again = run([*args, "--resume"], tmp_path, env={"PEACHAI_API_TOKEN": TOKEN})
+        assert api.requests["/admin/metrics"] == metrics_calls == 5
+
+    assert first.returncode == 0, first.stderr
+    assert "Windows 5/5 done (0 failed)" in first.stderr
+    assert "2025-07-01 00:00 UTC to 2025-07-31 23:00 UTC" in first.stdout
+    assert again.returncode == 0, again.stderr
+    assert "0 done, 0 failed, 5 already done before" in again.stdout
