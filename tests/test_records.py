@@ -4,7 +4,7 @@ import pytest
 
 from peachdw.errors import PayloadError
 from peachdw.metrics import METRICS
-from peachdw.records import _BadValue, parse_count, parse_metrics
+from peachdw.records import HourlyRow, _BadValue, parse_count, parse_metrics
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def row(campaign_id=1, unix_hour=100, **metrics):
 def test_missing_metric_is_zero_and_string_is_converted():
     window = parse_metrics({"data": [row(sessions="12")]}, 100, 101)
     assert len(window.rows) == 1
-    stored = window.rows[0]
+    stored = HourlyRow(*window.rows[0])
     assert stored.sessions == 12
     assert stored.messages == 0
     assert len(stored) == 2 + len(METRICS)
@@ -59,7 +59,7 @@ def test_missing_metric_is_zero_and_string_is_converted():
 def test_bad_value_rejects_only_that_row():
     payload = {"data": [row(1, 100, sessions="abc"), row(2, 100, sessions=5)]}
     window = parse_metrics(payload, 100, 101)
-    assert [r.campaign_id for r in window.rows] == [2]
+    assert [r[0] for r in window.rows] == [2]
     assert len(window.rejected) == 1
     rejection = window.rejected[0]
     assert (rejection.campaign_id, rejection.unix_hour, rejection.field) == (
@@ -83,13 +83,13 @@ def test_duplicate_hour_keeps_the_last_and_is_counted():
     payload = {"data": [row(1, 100, sessions=1), row(1, 100, sessions=9)]}
     window = parse_metrics(payload, 100, 101)
     assert window.duplicates == 1
-    assert [r.sessions for r in window.rows] == [9]
+    assert [HourlyRow(*r).sessions for r in window.rows] == [9]
 
 
 def test_rows_outside_the_window_are_dropped_and_counted():
     payload = {"data": [row(1, 99), row(1, 100), row(1, 101), row(2, 100)]}
     window = parse_metrics(payload, 100, 101, campaign_id=1)
-    assert [(r.campaign_id, r.unix_hour) for r in window.rows] == [(1, 100)]
+    assert [r[:2] for r in window.rows] == [(1, 100)]
     assert window.out_of_window == 3
     assert window.received == 4
 

@@ -22,6 +22,7 @@ from peachdw.records import (
     HourlyRow,
     MetricsWindow,
     Rejection,
+    Row,
 )
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,8 @@ class HourlyPlan:
     """What writing one window would do, decided before anything is written."""
 
     #: Hours not stored yet, and stored hours whose values changed.
-    inserts: list[HourlyRow] = field(default_factory=list)
-    updates: list[HourlyRow] = field(default_factory=list)
+    inserts: list[Row] = field(default_factory=list)
+    updates: list[Row] = field(default_factory=list)
     deletes: list[tuple[int, int]] = field(default_factory=list)
     inserted: int = 0
     updated: int = 0
@@ -95,7 +96,7 @@ def plan_hourly(
     plan = HourlyPlan()
     stored = _stored_hours(conn, window)
     rows = window.rows
-    if not known_campaigns.issuperset({row.campaign_id for row in rows}):
+    if not known_campaigns.issuperset({row[0] for row in rows}):
         rows = _drop_unknown_campaigns(rows, known_campaigns, plan)
 
     if not stored:
@@ -107,7 +108,7 @@ def plan_hourly(
 
     changed_hours = []
     for row in rows:
-        key = (row.campaign_id, row.unix_hour)
+        key = (row[0], row[1])
         values = row[2:]
         previous = stored.pop(key, None)
         if previous == values or (previous is None and values == _ZERO):
@@ -120,7 +121,7 @@ def plan_hourly(
         else:
             plan.updated += 1
             plan.updates.append(row)
-            changed_hours.append(row.unix_hour)
+            changed_hours.append(row[1])
 
     if window.has_unkeyed_rejections:
         # A rejected row we cannot place might be any stored hour: zero none of them.
@@ -133,7 +134,7 @@ def plan_hourly(
     else:
         # Only for campaigns the response does report on: a campaign absent from the
         # whole response (deleted, or filtered out by the API) keeps its hours.
-        reported = {row.campaign_id for row in rows}
+        reported = {row[0] for row in rows}
         kept = window.rejected_keys
         plan.deletes.extend(
             key for key in stored if key[0] in reported and key not in kept
@@ -145,18 +146,18 @@ def plan_hourly(
 
 
 def _drop_unknown_campaigns(
-    rows: list[HourlyRow], known_campaigns: set[int], plan: HourlyPlan
-) -> list[HourlyRow]:
+    rows: list[Row], known_campaigns: set[int], plan: HourlyPlan
+) -> list[Row]:
     kept = []
     for row in rows:
-        if row.campaign_id in known_campaigns:
+        if row[0] in known_campaigns:
             kept.append(row)
             continue
         plan.unknown_campaign.append(
             Rejection(
-                f"campaign {row.campaign_id} is not in the campaign listing",
-                row.campaign_id,
-                row.unix_hour,
+                f"campaign {row[0]} is not in the campaign listing",
+                row[0],
+                row[1],
                 "campaign_id",
             )
         )
