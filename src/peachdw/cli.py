@@ -523,6 +523,7 @@ def _show_status(settings: Settings) -> None:
         "status",
         "started",
         "rows new/changed/same/rejected",
+        "restated back to",
         "API calls/retries",
     ):
         syncs.add_column(column)
@@ -534,6 +535,7 @@ def _show_status(settings: Settings) -> None:
             row["started_at"],
             f"{row['records_inserted']}/{row['records_updated']}/"
             f"{row['records_unchanged']}/{row['records_rejected']}",
+            hour_text(row["restated_oldest_hour"]),
             f"{row['api_calls']}/{row['api_retries']}",
         )
     console.print(syncs)

@@ -43,7 +43,8 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
         for row in conn.execute(
             "SELECT id, sync_type, status, started_at, finished_at, window_start_hour, "
             "window_end_hour, records_processed, records_inserted, records_updated, "
-            "records_unchanged, records_rejected, api_calls, api_retries, error_message "
+            "records_unchanged, records_rejected, records_restated, restated_oldest_hour, "
+            "api_calls, api_retries, error_message "
             "FROM sync_history ORDER BY id DESC LIMIT ?",
             (sync_limit,),
         )
