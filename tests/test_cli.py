@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from sandbox_helpers import TOKEN, stored_hours
@@ -20,6 +21,15 @@ from peachdw.sandbox import Dataset, FaultPlan, SandboxServer
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = sorted(cli.commands)
+
+
+def leaf_commands(group, prefix=()):
+    """Every command a user can run, as its words, subcommands of groups included."""
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
 
 
 def run(args, cwd, env=None, timeout=120):
@@ -42,9 +52,9 @@ def live_api():
         yield server
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_with_the_global_options(command):
-    result = CliRunner().invoke(cli, [command, "--help"])
+@pytest.mark.parametrize("words", list(leaf_commands(cli)), ids=" ".join)
+def test_every_command_has_help_with_the_global_options(words):
+    result = CliRunner().invoke(cli, [*words, "--help"])
     assert result.exit_code == 0
     for option in (
         "--config",
@@ -414,3 +424,27 @@ def test_sync_historical_month_logs_each_window_and_resume_reads_nothing(tmp_pat
     assert "2025-07-01 00:00 UTC to 2025-07-31 23:00 UTC" in first.stdout
     assert again.returncode == 0, again.stderr
     assert "0 done, 0 failed, 5 already done before" in again.stdout
+
+
+def test_hierarchy_test_explains_a_name_without_writing(tmp_path):
+    run(["init"], tmp_path)
+    database = tmp_path / "data" / "datawarehouse.db"
+    before = database.read_bytes()
+    result = run(
+        ["hierarchy", "test", "Exo-Click|peach.ai|Native|US Mobile|LAL"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    network = next(line for line in lines if "│ network" in line)
+    assert "ExoClick" in network and "network.exoclick" in network
+    assert "(?<![a-z0-9])" in result.stdout  # patterns shown as written, brackets too
+    assert "confidence 0.96: ok" in result.stdout
+    assert database.read_bytes() == before
+
+
+def test_hierarchy_test_flags_a_name_that_needs_a_rule(tmp_path):
+    result = run(["hierarchy", "test", "Mystery campaign 7"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "fallback: no rule matched" in result.stdout
+    assert "needs a rule" in result.stdout
+    assert not (tmp_path / "data").exists()

@@ -215,3 +215,38 @@ def test_map_campaigns_stores_rules_and_skips_manual(warehouse):
     assert rows[1]["rule_key"] == "network.trafficstars"
     assert rows[1]["mapped_name"] == "TS_peach.ai_Banner_DE_broad"
     assert rows[2]["network"] == "Hand-set"
+
+
+def test_catastrophic_pattern_gives_up_and_the_rest_still_maps(defaults):
+    import time
+
+    evil = Rule(
+        id=99,
+        pattern=r"^(a|aa)+$",
+        match_type="regex",
+        tiers={"special": "Evil"},
+        priority=500,
+    )
+    ruleset = RuleSet([evil, *rules.default_rules()])
+    name = "a" * 45 + "!"
+    started = time.monotonic()
+    mapping = ruleset.map({"name": name})
+    assert time.monotonic() - started < 1.0
+    assert mapping.tiers["special"] == "Standard"  # the next rule that sets the tier
+    assert [rule.id for rule, _ in ruleset.timeouts] == [99]
+
+    normal = ruleset.map({"name": "EXO_peach.ai_Native_US_RT"})
+    assert normal.tiers["network"] == "ExoClick"
+    assert normal.tiers["placement"] == "Native"
+
+
+def test_issue_pattern_finishes_in_under_a_second():
+    import time
+
+    rule = Rule(
+        id=1, pattern=r"^([a-z0-9]+_?)+$", match_type="regex", tiers={"network": "X"}
+    )
+    started = time.monotonic()
+    mapping = RuleSet([rule]).map({"name": "a" * 31 + "!"})
+    assert time.monotonic() - started < 1.0
+    assert mapping.tiers["network"] == FALLBACK

@@ -42,7 +42,7 @@ from peachdw.hours import (
 )
 from peachdw.lock import SyncLock
 from peachdw.progress import WindowProgress
-from peachdw.status import collect_status
+from peachdw.status import LOW_CONFIDENCE, collect_status
 from peachdw.sync import (
     SyncOptions,
     SyncResult,
@@ -53,7 +53,10 @@ from peachdw.sync import (
 
 log = logging.getLogger("peachdw")
 # Without a terminal (cron, a pipe) Rich would assume 80 columns and cut tables short.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+# markup=False: campaign names and patterns are full of [brackets] that are not markup.
+console = Console(
+    highlight=False, markup=False, width=None if sys.stdout.isatty() else 120
+)
 #: Where the demo keeps its data unless --db-path says otherwise.
 DEMO_DB_PATH = Path("data/datawarehouse.db")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -203,10 +206,13 @@ def _open(settings: Settings, *, dry_run: bool = False) -> sqlite3.Connection:
     if dry_run and not path.exists():
         path = Path(":memory:")
     conn = db.connect(path, busy_timeout_ms=settings.database.busy_timeout_ms)
-    applied = db.migrate(conn)
-    if applied or not conn.execute("SELECT 1 FROM hierarchy_rules LIMIT 1").fetchone():
+    db.migrate(conn)
+    if not dry_run:
+        # A new release may ship changed default rules: bring them in and remap.
         with db.transaction(conn):
-            rules.load_default_rules(conn)
+            _, updated = rules.load_default_rules(conn)
+            if updated:
+                rules.map_campaigns(conn)
     return conn
 
 
@@ -669,6 +675,61 @@ def _export(
         f"Wrote {result.rows} {report} rows ({covered}) to {result.path} "
         f"in {result.seconds:.2f} s (export {result.export_id})."
     )
+
+
+# -- hierarchy ------------------------------------------------------------------------
+
+
+@cli.group()
+@global_options
+def hierarchy() -> None:
+    """Explain and check how campaign names map to the five tiers."""
+
+
+@hierarchy.command("test")
+@global_options
+@click.argument("name")
+@click.pass_context
+def hierarchy_test(ctx: click.Context, name: str) -> None:
+    """Show the tiers NAME would get, the rule behind each and the confidence.
+
+    Uses the rules in the database (read only) or, without one, the default rules.
+    """
+    _, settings = _setup(ctx)
+    path = settings.database.path
+    if path.exists():
+        conn = db.connect_read_only(path)
+        ruleset = rules.RuleSet(rules.stored_rules(conn))
+        conn.close()
+        source = f"rules in {path}"
+    else:
+        ruleset = rules.RuleSet(rules.default_rules())
+        source = "the default rules (no database yet)"
+
+    mapping = ruleset.map({"name": name})
+    by_id = {rule.id: rule for rule in ruleset.rules if rule.id is not None}
+    by_key = {rule.rule_key: rule for rule in ruleset.rules}
+    table = Table(title=f"{name} ({source})")
+    for column in ("tier", "value", "rule", "matched", "confidence"):
+        table.add_column(column)
+    for tier in rules.TIERS:
+        rule = by_id.get(mapping.rule_ids[tier]) or by_key.get(mapping.rule_keys[tier])
+        if rule is None:
+            table.add_row(
+                tier, mapping.tiers[tier], "fallback: no rule matched", "", "0"
+            )
+            continue
+        label = f"{rule.id or ''} {rule.rule_key or ''}".strip()
+        table.add_row(
+            tier,
+            mapping.tiers[tier],
+            label,
+            f"{rule.match_type} {rule.pattern}",
+            f"{rule.confidence:g}",
+        )
+    console.print(table)
+    verdict = "ok" if mapping.confidence >= LOW_CONFIDENCE else "needs a rule"
+    console.print(f"confidence {mapping.confidence:.2f}: {verdict}")
 
 
 # -- sandbox and demo -----------------------------------------------------------------

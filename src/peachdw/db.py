@@ -73,6 +73,16 @@ def connect(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
     return conn
 
 
+def connect_read_only(path: Path | str) -> sqlite3.Connection:
+    """Open an existing warehouse for reading only: nothing can be written through it."""
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"Cannot open the database {path} to read: {exc}.") from exc
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run a block in one write transaction that takes the write lock up front.

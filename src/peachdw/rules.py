@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import regex
 import yaml
 
 from peachdw.db import utc_now
@@ -30,6 +31,11 @@ TIERS: tuple[str, ...] = ("network", "domain", "placement", "targeting", "specia
 FALLBACK = "Unknown"
 MATCH_TYPES = ("exact", "prefix", "contains", "glob", "regex", "campaign_id")
 MATCH_FIELDS = ("name", "slug", "path", "tracking_url", "serving_url")
+
+#: Longest a regex rule may search one campaign field. Python's `re` can take minutes on a
+#: pattern that backtracks catastrophically (`^([a-z0-9]+_?)+$` against a long name ending
+#: in `!`); the `regex` engine stops at this limit and the rule counts as not matching.
+MATCH_TIMEOUT_SECONDS = 0.05
 
 _GROUP_REFERENCE = re.compile(r"^\{(\w+)(\|lower)?\}$")
 
@@ -70,13 +76,21 @@ class Rule:
             )
         if kind == "regex":
             try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
+                compiled = regex.compile(pattern)
+            except (regex.error, TypeError) as exc:
                 raise RuleError(
                     f"{self.label}: pattern {pattern!r} does not compile: {exc}",
                     rule=self.label,
                 ) from None
-            return lambda text: _groups(compiled.search(text))
+
+            def search(text: str) -> dict[str, str] | None:
+                try:
+                    found = compiled.search(text, timeout=MATCH_TIMEOUT_SECONDS)
+                except TimeoutError:
+                    raise PatternTimeout(self, text) from None
+                return _groups(found)
+
+            return search
 
         needle = pattern.casefold()
         tests: dict[str, Callable[[str], bool]] = {
@@ -90,7 +104,16 @@ class Rule:
         return lambda text: {} if test(text.casefold()) else None
 
 
-def _groups(match: re.Match[str] | None) -> dict[str, str] | None:
+class PatternTimeout(Exception):
+    """A regex rule ran past MATCH_TIMEOUT_SECONDS on one campaign's field."""
+
+    def __init__(self, rule: Rule, text: str):
+        self.rule = rule
+        self.text = text
+        super().__init__(f"{rule.label} took too long on {text!r}")
+
+
+def _groups(match: regex.Match[str] | None) -> dict[str, str] | None:
     if match is None:
         return None
     return {name: value for name, value in match.groupdict().items() if value}
@@ -114,6 +137,8 @@ class RuleSet:
         )
         self.rules = active
         self._compiled = [(rule, rule.matcher()) for rule in active]
+        #: (rule, text) for every search that ran out of time.
+        self.timeouts: list[tuple[Rule, str]] = []
 
     def map(self, campaign: Mapping[str, Any]) -> CampaignMapping:
         tiers: dict[str, str] = {}
@@ -130,7 +155,18 @@ class RuleSet:
                 if tier in winners or not value:
                     continue
                 if groups is None:
-                    groups = match(text)
+                    try:
+                        groups = match(text)
+                    except PatternTimeout:
+                        # The campaign falls back for this rule's tiers; others map as usual.
+                        log.warning(
+                            "%s gave up after %.2f s on %r; fix the pattern "
+                            "(peachdw hierarchy rules list)",
+                            rule.label,
+                            MATCH_TIMEOUT_SECONDS,
+                            text,
+                        )
+                        self.timeouts.append((rule, text))
                     if groups is None:
                         break
                 filled = _fill(value, groups)
