@@ -448,3 +448,44 @@ def test_hierarchy_test_flags_a_name_that_needs_a_rule(tmp_path):
     assert "fallback: no rule matched" in result.stdout
     assert "needs a rule" in result.stdout
     assert not (tmp_path / "data").exists()
+
+
+def test_export_into_a_pipe_closed_early_is_quiet(synced):
+    # `true` exits at once, so the export writes into a pipe nobody reads any more.
+    command = f"{sys.executable} -m peachdw export --daily --output - | true"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PEACH")}
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=synced,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Broken pipe" not in result.stderr
+    assert "Error" not in result.stderr
+
+
+def test_backfill_of_an_unknown_campaign_fails_clearly(tmp_path):
+    from sandbox_helpers import FROZEN
+
+    with SandboxServer(Dataset(seed=9, campaigns=10, now=FROZEN), TOKEN) as api:
+        result = run(
+            [
+                "sync-historical",
+                "--month",
+                "July",
+                "--year",
+                "2025",
+                "--campaign-id",
+                "99999",
+                "--api-url",
+                api.url,
+            ],
+            tmp_path,
+            env={"PEACHAI_API_TOKEN": TOKEN},
+        )
+        assert api.requests["/admin/metrics"] == 0
+    assert result.returncode == 1
+    assert "Campaign 99999 is not in the API's campaign listing" in result.stderr

@@ -149,3 +149,16 @@ def test_base_url_must_be_a_plain_http_url(url, problem):
     assert problem in message
     assert "--api-url" in message
     assert "t0ken" not in message
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berln", "localtime", "CEST"])
+def test_reporting_zone_must_be_a_place(zone):
+    with pytest.raises(ConfigError, match="is not a time zone name"):
+        load_settings(None, environ={"PEACHDW_REPORTING_TIMEZONE": zone})
+
+
+def test_reporting_zone_accepts_iana_names():
+    settings = load_settings(
+        None, environ={"PEACHDW_REPORTING_TIMEZONE": "Europe/Berlin"}
+    )
+    assert settings.reporting.zone().key == "Europe/Berlin"

@@ -158,3 +158,49 @@ def test_a_second_sync_is_refused_at_once_and_readers_keep_working(tmp_path):
         assert export[0] == 0, export[2]
         assert running.poll() is None, "the sync should still be running"
         assert finish(running)[0] == 0
+
+
+def test_ctrl_c_ends_the_sync_interrupted_with_a_resume_hint(tmp_path):
+    marker = tmp_path / "held"
+    with SandboxServer(Dataset(seed=34, campaigns=20, now=FROZEN), TOKEN) as api:
+        process = start(
+            ["sync-historical", *DAYS, "--api-url", api.url],
+            tmp_path,
+            PEACHDW_TEST_HOLD="between-windows:2",
+            PEACHDW_TEST_HOLD_FILE=str(marker),
+        )
+        wait_for(marker.exists)
+        process.send_signal(signal.SIGINT)
+        code, out, err = finish(process)
+
+    assert code == 130
+    assert "ended interrupted: Stopped by the user after 2 of 10 windows" in err
+    assert "--resume" in err
+    assert "Sync 1 (interrupted)" in out
+    row = (
+        database(tmp_path)
+        .execute("SELECT status, records_inserted FROM sync_history")
+        .fetchone()
+    )
+    assert row[0] == "interrupted" and row[1] > 0
+
+
+def test_status_names_a_sync_whose_process_is_gone(tmp_path):
+    marker = tmp_path / "held"
+    with SandboxServer(Dataset(seed=35, campaigns=20, now=FROZEN), TOKEN) as api:
+        process = start(
+            ["sync-historical", *DAYS, "--api-url", api.url],
+            tmp_path,
+            PEACHDW_TEST_HOLD="between-windows:3",
+            PEACHDW_TEST_HOLD_FILE=str(marker),
+        )
+        wait_for(marker.exists)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    code, out, err = finish(start(["status"], tmp_path))
+    assert code == 0, err
+    assert f"its process {process.pid} is gone" in out
+    # The running row's counts come from the windows it finished.
+    line = next(line for line in out.splitlines() if "historical" in line)
+    assert "running" in line and " 0/0/0/0 " not in line

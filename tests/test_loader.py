@@ -185,3 +185,14 @@ def test_campaign_absent_from_the_whole_window_keeps_its_hours(warehouse):
     plan = load(warehouse, [hour(1, 100, 5)])
     assert plan.zeroed == 0
     assert stored(warehouse) == {(1, 100): 5, (2, 100): 6}
+
+
+def test_listing_missing_most_campaigns_deletes_none(warehouse):
+    add_campaigns(warehouse, *range(1, 21))
+    with transaction(warehouse):
+        counts = loader.upsert_campaigns(
+            warehouse, [campaign(id=i, name=f"C{i}") for i in range(1, 8)], None
+        )
+    assert (counts.deleted, counts.vanished_kept) == (0, 13)
+    deleted = warehouse.execute("SELECT count(*) FROM campaigns WHERE is_deleted = 1")
+    assert deleted.fetchone()[0] == 0

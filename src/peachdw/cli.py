@@ -48,6 +48,7 @@ from peachdw.sync import (
     SyncResult,
     mark_interrupted,
     plan_historical,
+    process_alive,
     run_sync,
 )
 
@@ -419,16 +420,24 @@ def _run(
 
     _print_sync(result)
     if result.status != "success":
-        raise SyncError(_sync_failure(result))
+        rerun = (
+            "Run the same `peachdw sync-historical` with --resume to read what is missing."
+            if historical
+            else "Run `peachdw sync` again; it picks up where this one stopped."
+        )
+        error = SyncError(_sync_failure(result, rerun))
+        if result.status == "interrupted":
+            error.exit_code = 130  # the shell's code for a run stopped by Ctrl-C
+        raise error
 
 
-def _sync_failure(result: SyncResult) -> str:
+def _sync_failure(result: SyncResult, rerun: str) -> str:
     name = f"Sync {result.sync_id}" if result.sync_id else "The dry run"
     message = f"{name} ended {result.status}: {result.error_message}"
     if result.windows_done:
         message += " Finished windows are kept."
     if result.retry_may_help:
-        message += " Run `peachdw sync` again; it picks up where this one stopped."
+        message += f" {rerun}"
     return message
 
 
@@ -545,10 +554,15 @@ def _show_status(settings: Settings) -> None:
             f"{row['api_calls']}/{row['api_retries']}",
         )
     console.print(syncs)
-    failed = next((r for r in state.syncs if r["error_message"]), None)
-    if failed:
+    latest = state.syncs[0] if state.syncs else None
+    if latest and latest["status"] == "running" and not process_alive(latest["pid"]):
         console.print(
-            f"Sync {failed['id']} ({failed['status']}): {failed['error_message']}"
+            f"Sync {latest['id']} is marked running but its process {latest['pid']} is "
+            "gone; the next sync marks it interrupted and keeps its finished windows."
+        )
+    elif latest and latest["status"] not in ("success", "running"):
+        console.print(
+            f"Last sync {latest['id']} ({latest['status']}): {latest['error_message']}"
         )
 
     if state.rejections:

@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import yaml
 from pydantic import (
@@ -84,6 +84,10 @@ class SyncSettings(_Section):
     start_date: date | None = None
 
 
+# Zone files that stand for the machine's own setting, not a place.
+_MACHINE_ZONES = ("localtime", "posixrules", "Factory")
+
+
 class ReportingSettings(_Section):
     # Days and months are cut in this zone (an IANA name such as Europe/Berlin).
     timezone: str = "UTC"
@@ -91,12 +95,11 @@ class ReportingSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        # Only IANA names: "localtime" would follow the machine's own settings.
+        if value not in available_timezones() or value in _MACHINE_ZONES:
             raise ValueError(
                 f"{value!r} is not a time zone name; use one like UTC or Europe/Berlin"
-            ) from None
+            )
         return value
 
     def zone(self) -> ZoneInfo:

@@ -194,7 +194,13 @@ def _write_csv(output: Path, header: list[str], rows: Iterator[Sequence[Any]]) -
     writes plain UTF-8 to standard output, for a pipe.
     """
     if str(output) == "-":
-        return _write_rows(sys.stdout, header, rows)
+        try:
+            return _write_rows(sys.stdout, header, rows)
+        except BrokenPipeError:
+            # The reader (head, less) stopped early: that is its choice, not a failure.
+            # Python would report the closed pipe again at exit; point stdout elsewhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
 
     # Write through a symbolic link, and into a device or pipe as it is.
     target = output.resolve()

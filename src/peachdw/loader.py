@@ -27,6 +27,11 @@ from peachdw.records import (
 
 log = logging.getLogger(__name__)
 
+#: A listing missing more than this share of the active campaigns (and more than the
+#: floor) soft-deletes none of them.
+MASS_VANISH_SHARE = 0.5
+MASS_VANISH_FLOOR = 5
+
 #: Rejected rows kept per window in `rejected_rows`; all of them are counted.
 MAX_REJECTIONS_STORED = 1000
 
@@ -82,6 +87,8 @@ class CampaignCounts:
     unchanged: int = 0
     deleted: int = 0
     changed_ids: list[int] = field(default_factory=list)
+    #: Campaigns missing from the listing that were kept, because too many went missing.
+    vanished_kept: int = 0
 
 
 def plan_hourly(
@@ -289,6 +296,19 @@ def upsert_campaigns(
             for cid, row in stored.items()
             if cid not in listed and not row["is_deleted"]
         ]
+        active = sum(1 for row in stored.values() if not row["is_deleted"])
+        if len(vanished) > max(MASS_VANISH_FLOOR, active * MASS_VANISH_SHARE):
+            # Half the campaigns gone at once is more likely a different API or a
+            # broken listing than a marketing decision: delete nothing, say so.
+            log.warning(
+                "%d of %d active campaigns are missing from the listing; none are "
+                "marked deleted. Check api.base_url; if they really are gone, mark "
+                "them in the API.",
+                len(vanished),
+                active,
+            )
+            counts.vanished_kept = len(vanished)
+            vanished = []
         counts.deleted += len(vanished)
         if vanished and not dry_run:
             conn.executemany(

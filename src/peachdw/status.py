@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peachdw.rules import FALLBACK, TIERS
+from peachdw.sync import LEDGER_COUNTERS
 
 #: Mappings below this confidence are listed as needing a look.
 LOW_CONFIDENCE = 0.8
@@ -38,14 +39,19 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
     hours = conn.execute(
         "SELECT count(*), min(unix_hour), max(unix_hour) FROM hourly_data"
     ).fetchone()
+    # A sync still running has written only its ledger so far.
+    live = ", ".join(
+        f"CASE WHEN status = 'running' THEN (SELECT coalesce(sum(w.{name}), 0) "
+        f"FROM sync_windows AS w WHERE w.sync_id = s.id) ELSE {name} END AS {name}"
+        for name in LEDGER_COUNTERS
+    )
     syncs = [
         dict(row)
         for row in conn.execute(
             "SELECT id, sync_type, status, started_at, finished_at, window_start_hour, "
-            "window_end_hour, records_processed, records_inserted, records_updated, "
-            "records_unchanged, records_rejected, records_restated, restated_oldest_hour, "
-            "api_calls, api_retries, error_message "
-            "FROM sync_history ORDER BY id DESC LIMIT ?",
+            f"window_end_hour, records_processed, {live}, records_restated, "
+            "restated_oldest_hour, api_calls, api_retries, pid, error_message "
+            "FROM sync_history AS s ORDER BY id DESC LIMIT ?",
             (sync_limit,),
         )
     ]

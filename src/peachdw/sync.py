@@ -43,6 +43,14 @@ _COUNTERS = (
     "records_restated",
 )
 
+#: The counts each window's ledger row keeps, as in `sync_history`.
+LEDGER_COUNTERS = (
+    "records_inserted",
+    "records_updated",
+    "records_unchanged",
+    "records_rejected",
+)
+
 #: Test hook (see `hold`): `<point>` or `<point>:<n>` to stop at the n-th time there.
 HOLD_ENV = "PEACHDW_TEST_HOLD"
 #: File `hold` creates when it stops, so a test knows the moment has come.
@@ -212,14 +220,18 @@ def plan_range(
         return first_run_start, end
 
     start = min(last_done - options.lookback_hours, end - 1)
-    failed = conn.execute(
-        "SELECT min(f.start_hour) FROM sync_windows AS f WHERE f.status = 'failed' "
-        "AND NOT EXISTS (SELECT 1 FROM sync_windows AS d WHERE d.status = 'done' "
-        "AND d.start_hour <= f.start_hour AND d.end_hour >= f.end_hour "
-        "AND d.sync_id > f.sync_id)"
-    ).fetchone()[0]
-    if failed is not None:
-        start = min(start, failed)
+    # A failed window whose hours no finished window has read since pulls the start back.
+    covered = _done_spans(conn, None)
+    failed = [
+        row[0]
+        for row in conn.execute(
+            "SELECT start_hour, end_hour FROM sync_windows "
+            "WHERE status = 'failed' AND campaign_id IS NULL"
+        )
+        if not _covers(covered, (row[0], row[1]))
+    ]
+    if failed:
+        start = min(start, *failed)
     return max(start, first_run_start - 365 * 24), end
 
 
@@ -234,21 +246,27 @@ def mark_interrupted(conn: sqlite3.Connection, *, all_running: bool = False) -> 
         for row in conn.execute(
             "SELECT id, pid FROM sync_history WHERE status = 'running'"
         )
-        if all_running or not _process_alive(row["pid"])
+        if all_running or not process_alive(row["pid"])
     ]
     if stale:
+        # What the dead sync did is in its ledger: carry the totals into its row.
+        totals = ", ".join(
+            f"{name} = (SELECT coalesce(sum(w.{name}), 0) FROM sync_windows AS w "
+            "WHERE w.sync_id = sync_history.id)"
+            for name in LEDGER_COUNTERS
+        )
         with transaction(conn):
             conn.executemany(
                 "UPDATE sync_history SET status = 'interrupted', finished_at = ?, "
                 "error_message = 'The process running this sync stopped before it "
-                "finished.' WHERE id = ?",
+                f"finished; its finished windows are kept.', {totals} WHERE id = ?",
                 [(utc_now(), sync_id) for sync_id in stale],
             )
         log.warning("Marked %d earlier sync(s) as interrupted: %s", len(stale), stale)
     return len(stale)
 
 
-def _process_alive(pid: int | None) -> bool:
+def process_alive(pid: int | None) -> bool:
     if not pid:
         return False
     if pid == os.getpid():
@@ -274,8 +292,8 @@ def run_sync(
     """Run one sync (incremental unless a plan says otherwise) and return what it did.
 
     API failures do not raise: they end the sync `partial` or `failed` with the reason in
-    the result and in `sync_history`. Storage errors raise after the sync row is closed.
-    `on_window` is called after every window, for progress.
+    the result and in `sync_history`; Ctrl-C ends it `interrupted`. Storage errors raise
+    after the sync row is closed. `on_window` is called after every window, for progress.
     """
     if not options.dry_run:
         mark_interrupted(conn)
@@ -293,6 +311,17 @@ def run_sync(
         windows_skipped=plan.skipped,
         dry_run=options.dry_run,
     )
+    previous_url = conn.execute(
+        "SELECT api_base_url FROM sync_history WHERE status = 'success' "
+        "ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if previous_url and previous_url[0] and previous_url[0] != client.base_url:
+        log.warning(
+            "This sync reads %s; the last successful one read %s. Check --api-url "
+            "if that is not intended.",
+            client.base_url,
+            previous_url[0],
+        )
     if not options.dry_run:
         result.sync_id = _open_sync_row(conn, result, client.base_url)
     log.info(
@@ -307,6 +336,14 @@ def run_sync(
     try:
         # fetch + load: campaigns
         changed, listed = _sync_campaigns(conn, client, result)
+
+        if plan.campaign_id is not None and listed and plan.campaign_id not in listed:
+            result.status = "failed"
+            result.retry_may_help = False
+            result.error_message = (
+                f"Campaign {plan.campaign_id} is not in the API's campaign listing; "
+                "check the id with `peachdw status` or an export."
+            )
 
         # fetch + validate + load: metrics, one window per transaction
         if result.status == "running":
@@ -338,6 +375,13 @@ def run_sync(
                 result.campaigns_mapped = rules.map_campaigns(
                     conn, {*changed, *unmapped}
                 )
+    except KeyboardInterrupt:
+        # Ctrl-C: the window being written was rolled back; say so and return.
+        result.status = "interrupted"
+        result.error_message = (
+            f"Stopped by the user after {result.windows_done} of "
+            f"{result.windows_total} windows."
+        )
     except Exception as exc:
         result.status = "failed"
         result.error_message = f"The sync stopped on an error: {exc}"
@@ -395,6 +439,11 @@ def _sync_campaigns(
                 conn, "/admin/campaigns", listing.unknown_fields, result.sync_id
             )
             loader.record_rejections(conn, result.sync_id, listing.rejected)
+    if campaign_counts.vanished_kept:
+        result.note = (
+            f"{campaign_counts.vanished_kept} campaigns missing from the listing were "
+            "kept, not deleted: more than half at once. Check api.base_url."
+        )
     counts["campaigns_seen"] = campaign_counts.seen
     counts["campaigns_inserted"] = campaign_counts.inserted
     counts["campaigns_updated"] = campaign_counts.updated
@@ -550,7 +599,7 @@ def _finish(result: SyncResult, client: PeachClient) -> None:
     result.api_calls = client.stats.calls
     result.api_retries = client.stats.retries
     result.api_wait_seconds = round(client.stats.wait_seconds, 3)
-    if result.status == "failed":
+    if result.status in ("failed", "interrupted"):
         return
     if result.failed_windows:
         result.status = "partial" if result.windows_done else "failed"
