@@ -331,7 +331,13 @@ def sync_historical(
     options, settings = _setup(ctx)
     first, last = _backfill_days(start_date, end_date, month, year)
     start_hour, end_hour = days_to_hours(first, last, settings.reporting.zone())
-    end_hour = min(end_hour, current_hour())
+    if end_hour > current_hour():
+        log.info(
+            "%s is not over yet: loading up to the last complete hour, %s.",
+            last,
+            hour_text(current_hour() - 1),
+        )
+        end_hour = current_hour()
     if end_hour <= start_hour:
         raise click.BadParameter(
             f"{first} is not in the past yet; nothing to load.", param_hint="dates"

@@ -17,6 +17,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from peachdw.errors import PayloadError
+from peachdw.hours import span_text
 from peachdw.metrics import MAX_COUNT, METRICS
 
 #: One stored hour: `(campaign_id, unix_hour, *METRICS)`, the column order of hourly_data.
@@ -183,7 +184,7 @@ def parse_metrics(
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         raise PayloadError(
-            f"The metrics response for hours {start_hour}-{end_hour} has no 'data' list.",
+            f"The metrics response for {span_text(start_hour, end_hour)} has no 'data' list.",
             path="/admin/metrics",
         )
 
