@@ -250,3 +250,23 @@ def test_issue_pattern_finishes_in_under_a_second():
     mapping = RuleSet([rule]).map({"name": "a" * 31 + "!"})
     assert time.monotonic() - started < 1.0
     assert mapping.tiers["network"] == FALLBACK
+
+
+def test_campaign_id_override_wins_whatever_the_priorities():
+    pattern = Rule(
+        id=1,
+        pattern="exo",
+        match_type="contains",
+        tiers={"network": "Pattern"},
+        priority=10_000,
+    )
+    override = Rule(
+        id=2,
+        pattern="42",
+        match_type="campaign_id",
+        tiers={"network": "Override"},
+        priority=0,
+    )
+    mapping = RuleSet([pattern, override]).map({"id": 42, "name": "EXO_x"})
+    assert mapping.tiers["network"] == "Override"
+    assert mapping.rule_ids["network"] == 2

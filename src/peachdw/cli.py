@@ -42,7 +42,7 @@ from peachdw.hours import (
 )
 from peachdw.lock import SyncLock
 from peachdw.progress import WindowProgress
-from peachdw.status import LOW_CONFIDENCE, collect_status
+from peachdw.status import LOW_CONFIDENCE, campaigns_to_check, collect_status
 from peachdw.sync import (
     SyncOptions,
     SyncResult,
@@ -582,25 +582,32 @@ def _show_status(settings: Settings) -> None:
         console.print(rejected)
 
     if state.unmapped:
-        unmapped = Table(
-            title="Campaigns to check: a tier Unknown or confidence under 0.8 (first 20)"
-        )
-        for column in ("id", "name", "confidence", "unknown tiers"):
-            unmapped.add_column(column)
-        for row in state.unmapped[:20]:
-            missing = [
-                t
-                for t in rules.TIERS
-                if (row.get(t) or rules.FALLBACK) == rules.FALLBACK
-            ]
-            confidence = row["mapping_confidence"]
-            unmapped.add_row(
-                str(row["id"]),
-                row["name"],
-                "-" if confidence is None else f"{confidence:.2f}",
-                ", ".join(missing),
+        console.print(
+            _campaigns_table(
+                state.unmapped[:20],
+                "Campaigns to check: a tier Unknown or confidence under 0.8, "
+                "most sessions first (first 20; all: peachdw hierarchy unmapped)",
             )
-        console.print(unmapped)
+        )
+
+
+def _campaigns_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("id", "name", "sessions", "confidence", "unknown tiers"):
+        table.add_column(column)
+    for row in rows:
+        missing = [
+            t for t in rules.TIERS if (row.get(t) or rules.FALLBACK) == rules.FALLBACK
+        ]
+        confidence = row["mapping_confidence"]
+        table.add_row(
+            str(row["id"]),
+            row["name"],
+            f"{row['sessions']:,}",
+            "-" if confidence is None else f"{confidence:.2f}",
+            ", ".join(missing),
+        )
+    return table
 
 
 # -- export ---------------------------------------------------------------------------
@@ -750,6 +757,59 @@ def hierarchy_test(ctx: click.Context, name: str) -> None:
     console.print(table)
     verdict = "ok" if mapping.confidence >= LOW_CONFIDENCE else "needs a rule"
     console.print(f"confidence {mapping.confidence:.2f}: {verdict}")
+
+
+@hierarchy.command("unmapped")
+@global_options
+@click.pass_context
+def hierarchy_unmapped(ctx: click.Context) -> None:
+    """List campaigns with a fallback tier or a low confidence, most sessions first."""
+    _, settings = _setup(ctx)
+    conn = db.open_warehouse(settings.database.path)
+    rows = campaigns_to_check(conn)
+    conn.close()
+    if not rows:
+        console.print("Every live campaign maps with confidence 0.8 or more.")
+        return
+    console.print(_campaigns_table(rows, f"{len(rows)} campaigns to check"))
+
+
+@hierarchy.command("remap")
+@global_options
+@click.pass_context
+def hierarchy_remap(ctx: click.Context) -> None:
+    """Apply the rules to every campaign again; show what changes, old and new.
+
+    With --dry-run nothing is written. Manual overrides are never changed.
+    """
+    options, settings = _setup(ctx)
+    conn = db.open_warehouse(settings.database.path)
+    with db.transaction(conn):
+        changes = rules.plan_mappings(conn)
+        if not options.dry_run:
+            rules.apply_mappings(conn, changes)
+    conn.close()
+
+    if not changes:
+        console.print("No mapping changes.")
+        return
+    verb = "would change" if options.dry_run else "changed"
+    table = Table(title=f"{len(changes)} mappings {verb}")
+    for column in ("id", "name", "old", "new", "confidence"):
+        table.add_column(column)
+    for change in changes:
+        old = " / ".join(change.old) if change.old else "(not mapped)"
+        before = (
+            "-" if change.old_confidence is None else f"{change.old_confidence:.2f}"
+        )
+        table.add_row(
+            str(change.campaign_id),
+            change.name,
+            old,
+            " / ".join(change.new_tiers),
+            f"{before} -> {change.new.confidence:.2f}",
+        )
+    console.print(table)
 
 
 # -- sandbox and demo -----------------------------------------------------------------

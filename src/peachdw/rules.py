@@ -132,8 +132,14 @@ class RuleSet:
 
     def __init__(self, rules: Iterable[Rule]):
         active = [rule for rule in rules if rule.is_active]
+        # A manual override by campaign id wins over every pattern, whatever its priority.
         active.sort(
-            key=lambda rule: (-rule.priority, rule.id or 0, rule.rule_key or "")
+            key=lambda rule: (
+                rule.match_type != "campaign_id",
+                -rule.priority,
+                rule.id or 0,
+                rule.rule_key or "",
+            )
         )
         self.rules = active
         self._compiled = [(rule, rule.matcher()) for rule in active]
@@ -289,49 +295,62 @@ def stored_rules(conn: sqlite3.Connection) -> list[Rule]:
     ]
 
 
-def map_campaigns(
+@dataclass(frozen=True)
+class MappingChange:
+    """A campaign whose stored mapping differs from what the rules give now."""
+
+    campaign_id: int
+    name: str
+    old: tuple[str, ...] | None
+    old_confidence: float | None
+    new: CampaignMapping
+
+    @property
+    def new_tiers(self) -> tuple[str, ...]:
+        return tuple(self.new.tiers[tier] for tier in TIERS)
+
+
+def plan_mappings(
     conn: sqlite3.Connection, campaign_ids: Iterable[int] | None = None
-) -> int:
-    """Map the given campaigns (all when None) and store the result; returns how many
-    mappings changed. Manual overrides are left as they are.
-    """
+) -> list[MappingChange]:
+    """Map the given campaigns (all when None) and return those whose mapping would
+    change. Manual overrides are left out: nothing changes them."""
     ruleset = RuleSet(stored_rules(conn))
     sql = (
         "SELECT c.id, c.name, c.slug, c.path, c.tracking_url, c.serving_url, "
-        "h.is_manual, h.mapped_name, h.mapping_confidence, "
-        + ", ".join(f"h.{tier}" for tier in TIERS)
+        "h.campaign_id AS mapped, h.is_manual, h.mapped_name, h.mapping_confidence, "
+        + ", ".join(f"h.{tier}, h.{tier}_rule_id" for tier in TIERS)
         + " FROM campaigns AS c LEFT JOIN campaign_hierarchy AS h ON h.campaign_id = c.id"
+        " ORDER BY c.id"
     )
     rows = conn.execute(sql).fetchall()
     if campaign_ids is not None:
         wanted = set(campaign_ids)
         rows = [row for row in rows if row["id"] in wanted]
 
-    now = utc_now()
-    changed = []
+    changes = []
     for row in rows:
         if row["is_manual"]:
             continue
         mapping = ruleset.map(dict(row))
-        current = tuple(row[tier] for tier in TIERS)
-        new = tuple(mapping.tiers[tier] for tier in TIERS)
-        if (
-            current == new
+        old = tuple(row[tier] for tier in TIERS) if row["mapped"] else None
+        unchanged = (
+            old == tuple(mapping.tiers[tier] for tier in TIERS)
             and row["mapped_name"] == row["name"]
             and row["mapping_confidence"] == mapping.confidence
-        ):
-            continue
-        changed.append(
-            (
-                row["id"],
-                *new,
-                mapping.confidence,
-                *(mapping.rule_ids[tier] for tier in TIERS),
-                row["name"],
-                now,
-            )
+            and all(row[f"{t}_rule_id"] == mapping.rule_ids[t] for t in TIERS)
         )
+        if not unchanged:
+            changes.append(
+                MappingChange(
+                    row["id"], row["name"], old, row["mapping_confidence"], mapping
+                )
+            )
+    return changes
 
+
+def apply_mappings(conn: sqlite3.Connection, changes: Iterable[MappingChange]) -> None:
+    """Store planned mappings, inside the caller's transaction."""
     columns = [
         "campaign_id",
         *TIERS,
@@ -340,12 +359,33 @@ def map_campaigns(
         "mapped_name",
         "mapped_at",
     ]
+    now = utc_now()
     conn.executemany(
         f"INSERT INTO campaign_hierarchy ({', '.join(columns)}) "
         f"VALUES ({', '.join('?' * len(columns))}) "
         "ON CONFLICT (campaign_id) DO UPDATE SET "
         + ", ".join(f"{name} = excluded.{name}" for name in columns[1:]),
-        changed,
+        [
+            (
+                change.campaign_id,
+                *change.new_tiers,
+                change.new.confidence,
+                *(change.new.rule_ids[tier] for tier in TIERS),
+                change.name,
+                now,
+            )
+            for change in changes
+        ],
     )
-    log.info("Mapped %d campaigns, %d mappings changed", len(rows), len(changed))
-    return len(changed)
+
+
+def map_campaigns(
+    conn: sqlite3.Connection, campaign_ids: Iterable[int] | None = None
+) -> int:
+    """Map the given campaigns (all when None) and store the result; returns how many
+    mappings changed. Manual overrides are left as they are.
+    """
+    changes = plan_mappings(conn, campaign_ids)
+    apply_mappings(conn, changes)
+    log.info("Mapped campaigns: %d mappings changed", len(changes))
+    return len(changes)

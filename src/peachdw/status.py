@@ -55,18 +55,7 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
             (sync_limit,),
         )
     ]
-    fallback_test = " OR ".join(f"h.{tier} = :fallback" for tier in TIERS)
-    unmapped = [
-        dict(row)
-        for row in conn.execute(
-            "SELECT c.id, c.name, h.mapping_confidence, "
-            + ", ".join(f"h.{tier}" for tier in TIERS)
-            + " FROM campaigns AS c LEFT JOIN campaign_hierarchy AS h "
-            "ON h.campaign_id = c.id WHERE c.is_deleted = 0 AND (h.campaign_id IS NULL "
-            f"OR h.mapping_confidence < :low OR {fallback_test}) ORDER BY c.id",
-            {"low": LOW_CONFIDENCE, "fallback": FALLBACK},
-        )
-    ]
+    unmapped = campaigns_to_check(conn)
     mapped = conn.execute("SELECT count(*) FROM campaign_hierarchy").fetchone()[0]
     # Reasons start with the field ("sessions: negative count -3"); group on the kind.
     rejections = [
@@ -92,3 +81,26 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
         mapped=mapped,
         rejections=rejections,
     )
+
+
+def campaigns_to_check(
+    conn: sqlite3.Connection, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Live campaigns with a fallback tier or a low confidence, most sessions first."""
+    fallback_test = " OR ".join(f"h.{tier} = :fallback" for tier in TIERS)
+    sql = (
+        "SELECT c.id, c.name, h.mapping_confidence, "
+        + ", ".join(f"h.{tier}" for tier in TIERS)
+        + ", (SELECT coalesce(sum(d.sessions), 0) FROM hourly_data AS d "
+        "WHERE d.campaign_id = c.id) AS sessions "
+        "FROM campaigns AS c LEFT JOIN campaign_hierarchy AS h ON h.campaign_id = c.id "
+        "WHERE c.is_deleted = 0 AND (h.campaign_id IS NULL "
+        f"OR h.mapping_confidence < :low OR {fallback_test}) "
+        "ORDER BY sessions DESC, c.id"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [
+        dict(row)
+        for row in conn.execute(sql, {"low": LOW_CONFIDENCE, "fallback": FALLBACK})
+    ]
