@@ -489,3 +489,57 @@ def test_backfill_of_an_unknown_campaign_fails_clearly(tmp_path):
         assert api.requests["/admin/metrics"] == 0
     assert result.returncode == 1
     assert "Campaign 99999 is not in the API's campaign listing" in result.stderr
+
+
+def test_rule_add_then_remap_dry_run_shows_exactly_what_moves(tmp_path):
+    run(["init"], tmp_path)
+    conn = sqlite3.connect(tmp_path / "data" / "datawarehouse.db")
+    conn.executemany(
+        "INSERT INTO campaigns (id, name) VALUES (?, ?)",
+        [
+            (1, "EXO_peach.ai_Native_LatAm_RT"),
+            (2, "TJ_peach.ai_Banner_US_broad"),
+            (3, "TS_peach.ai_Native_LATAM_LAL"),
+        ],
+    )
+    conn.commit()
+    assert run(["hierarchy", "remap"], tmp_path).returncode == 0
+
+    added = run(
+        [
+            "hierarchy",
+            "rules",
+            "add",
+            "--pattern",
+            "latam",
+            "--set",
+            "special=LatAm",
+            "--priority",
+            "200",
+        ],
+        tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+    preview = run(["hierarchy", "remap", "--dry-run"], tmp_path)
+    assert "2 mappings would change" in preview.stdout
+    moved = [
+        line.split("│")[1].strip()
+        for line in preview.stdout.splitlines()
+        if line.startswith("│") and line.split("│")[1].strip().isdigit()
+    ]
+    assert moved == ["1", "3"]
+    assert "Standard" in preview.stdout and "LatAm" in preview.stdout
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM campaign_hierarchy WHERE special = 'LatAm'"
+        ).fetchone()[0]
+        == 0
+    )
+
+    assert "2 mappings changed" in run(["hierarchy", "remap"], tmp_path).stdout
+    assert (
+        "No mapping changes"
+        in run(["hierarchy", "remap", "--dry-run"], tmp_path).stdout
+    )
+    unmapped = run(["hierarchy", "unmapped"], tmp_path)
+    assert unmapped.returncode == 0

@@ -270,3 +270,121 @@ def test_campaign_id_override_wins_whatever_the_priorities():
     mapping = RuleSet([pattern, override]).map({"id": 42, "name": "EXO_x"})
     assert mapping.tiers["network"] == "Override"
     assert mapping.rule_ids["network"] == 2
+
+
+def insert_campaigns(conn, names):
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO campaigns (id, name) VALUES (?, ?)", list(enumerate(names, 1))
+        )
+        rules.map_campaigns(conn)
+
+
+NAMES = [
+    "EXO_peach.ai_Native_LatAm-Mobile_RT",
+    "TJ_peach.ai_Banner_US-Desktop_broad",
+    "TS|peach.ai|Native|latam|LAL",
+    "Meta_peach.ai_Feed_DE_broad",
+]
+
+
+def test_a_new_rule_moves_exactly_the_campaigns_it_matches(warehouse):
+    insert_campaigns(warehouse, NAMES)
+    assert rules.plan_mappings(warehouse) == []
+
+    with transaction(warehouse):
+        rule_id = rules.add_rule(
+            warehouse,
+            Rule(
+                pattern="latam",
+                match_type="contains",
+                tiers={"special": "LatAm"},
+                priority=200,
+            ),
+        )
+        changes = rules.plan_mappings(warehouse)
+    assert [c.campaign_id for c in changes] == [1, 3]
+    assert all(c.new.tiers["special"] == "LatAm" for c in changes)
+    assert all(c.old[4] == "Standard" for c in changes)
+    assert all(c.new.rule_ids["special"] == rule_id for c in changes)
+
+    with transaction(warehouse):
+        rules.apply_mappings(warehouse, changes)
+        assert rules.plan_mappings(warehouse) == []
+        rules.set_active(warehouse, rule_id, False)
+        assert [c.campaign_id for c in rules.plan_mappings(warehouse)] == [1, 3]
+
+
+def test_bad_rules_are_refused_with_their_reason(warehouse):
+    cases = [
+        (
+            Rule(pattern="(x", match_type="regex", tiers={"network": "X"}),
+            "does not compile",
+        ),
+        (
+            Rule(pattern="x", match_type="contains", tiers={"netwrk": "X"}),
+            "unknown tier",
+        ),
+        (Rule(pattern="x", match_type="contains", tiers={}), "sets no tier"),
+        (
+            Rule(
+                pattern="x",
+                match_type="contains",
+                tiers={"network": "X"},
+                match_field="title",
+            ),
+            "unknown field",
+        ),
+    ]
+    for rule, reason in cases:
+        with pytest.raises(RuleError, match=reason):
+            rules.add_rule(warehouse, rule)
+    with pytest.raises(RuleError, match="There is no rule 999"):
+        rules.remove_rule(warehouse, 999)
+
+
+def test_export_then_import_round_trips_and_is_idempotent(warehouse, tmp_path):
+    with transaction(warehouse):
+        rules.add_rule(
+            warehouse,
+            Rule(
+                pattern="latam",
+                match_type="contains",
+                tiers={"special": "LatAm"},
+                note="regional push",
+            ),
+        )
+    text = rules.export_rules(warehouse)
+    count = warehouse.execute("SELECT count(*) FROM hierarchy_rules").fetchone()[0]
+
+    with transaction(warehouse):
+        assert rules.import_rules(warehouse, text, "rules.yaml") == (0, count)
+
+    fresh = tmp_path / "other.db"
+    from peachdw import db
+
+    other = db.connect(fresh)
+    db.migrate(other)
+    with transaction(other):
+        assert rules.import_rules(other, text, "rules.yaml") == (count, 0)
+    exported = [(r.pattern, dict(r.tiers), r.note) for r in rules.stored_rules(other)]
+    original = [
+        (r.pattern, dict(r.tiers), r.note) for r in rules.stored_rules(warehouse)
+    ]
+    assert exported == original
+
+
+def test_import_checks_every_rule_before_storing_any(warehouse):
+    text = (
+        "rules:\n"
+        "  - {type: contains, pattern: ok, set: {special: Fine}}\n"
+        "  - {type: regex, pattern: '(broken', set: {special: Bad}}\n"
+    )
+    before = warehouse.execute("SELECT count(*) FROM hierarchy_rules").fetchone()[0]
+    with (
+        pytest.raises(RuleError, match=r"rules\.yaml, rule 2: .*does not compile"),
+        transaction(warehouse),
+    ):
+        rules.import_rules(warehouse, text, "rules.yaml")
+    after = warehouse.execute("SELECT count(*) FROM hierarchy_rules").fetchone()[0]
+    assert after == before

@@ -300,3 +300,40 @@ def test_stale_running_sync_is_marked_interrupted(warehouse, api):
     sync(warehouse, api.url)
     row = warehouse.execute("SELECT status FROM sync_history WHERE id = 1").fetchone()
     assert row[0] == "interrupted"
+
+
+def test_overrides_survive_a_sync_that_renames_the_campaign(warehouse, api, dataset):
+    from peachdw import rules
+    from peachdw.db import transaction
+
+    sync(warehouse, api.url)
+    first, second = (c for c in dataset.campaigns[:2])
+    with transaction(warehouse):
+        rules.add_rule(
+            warehouse,
+            rules.Rule(
+                pattern=str(first["id"]),
+                match_type="campaign_id",
+                tiers={"network": "Hand-picked"},
+            ),
+        )
+        rules.map_campaigns(warehouse)
+        warehouse.execute(
+            "UPDATE campaign_hierarchy SET placement = 'Set by hand', is_manual = 1 "
+            "WHERE campaign_id = ?",
+            (second["id"],),
+        )
+    first["name"] = "TJ_peach.ai_Banner_DE_broad"
+    second["name"] = "TJ_peach.ai_Banner_DE_broad"
+
+    result = sync(warehouse, api.url)
+    assert result.counts["campaigns_updated"] == 2
+    tiers = dict(
+        warehouse.execute(
+            "SELECT campaign_id, network || '/' || placement FROM campaign_hierarchy "
+            "WHERE campaign_id IN (?, ?)",
+            (first["id"], second["id"]),
+        ).fetchall()
+    )
+    assert tiers[first["id"]] == "Hand-picked/Banner"
+    assert tiers[second["id"]].endswith("/Set by hand")

@@ -759,6 +759,201 @@ def hierarchy_test(ctx: click.Context, name: str) -> None:
     console.print(f"confidence {mapping.confidence:.2f}: {verdict}")
 
 
+@hierarchy.group("rules")
+@global_options
+def hierarchy_rules() -> None:
+    """List, add, disable, remove, import and export the mapping rules."""
+
+
+def _rules_conn(ctx: click.Context) -> tuple[Options, sqlite3.Connection]:
+    options, settings = _setup(ctx)
+    return options, db.open_warehouse(settings.database.path)
+
+
+@hierarchy_rules.command("list")
+@global_options
+@click.option("--all", "show_all", is_flag=True, help="Include disabled rules.")
+@click.pass_context
+def rules_list(ctx: click.Context, show_all: bool) -> None:
+    """Show the rules, highest priority first."""
+    _, conn = _rules_conn(ctx)
+    stored = rules.stored_rules(conn)
+    conn.close()
+    shown = [rule for rule in stored if show_all or rule.is_active]
+    shown.sort(key=lambda rule: (-rule.priority, rule.id or 0))
+    table = Table(title=f"{len(shown)} rules" + ("" if show_all else " (active)"))
+    for column in ("id", "key", "on", "priority", "conf.", "match", "pattern", "sets"):
+        table.add_column(column)
+    for rule in shown:
+        table.add_row(
+            str(rule.id),
+            rule.rule_key or "",
+            "yes" if rule.is_active else "no",
+            str(rule.priority),
+            f"{rule.confidence:g}",
+            f"{rule.match_field} {rule.match_type}",
+            rule.pattern,
+            ", ".join(f"{tier}={value}" for tier, value in rule.tiers.items()),
+        )
+    console.print(table)
+
+
+@hierarchy_rules.command("add")
+@global_options
+@click.option("--pattern", required=True, help="What to match.")
+@click.option(
+    "--type",
+    "match_type",
+    type=click.Choice(rules.MATCH_TYPES),
+    default="contains",
+    show_default=True,
+    help="How to match.",
+)
+@click.option(
+    "--field",
+    "match_field",
+    type=click.Choice(rules.MATCH_FIELDS),
+    default="name",
+    show_default=True,
+    help="The campaign field to match.",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    required=True,
+    metavar="TIER=VALUE",
+    help="A tier and its value, such as network=ExoClick; repeat for more tiers.",
+)
+@click.option("--priority", type=int, default=100, show_default=True)
+@click.option(
+    "--confidence", type=click.FloatRange(0, 1), default=1.0, show_default=True
+)
+@click.option("--note", help="Why the rule exists.")
+@click.pass_context
+def rules_add(
+    ctx: click.Context,
+    pattern: str,
+    match_type: str,
+    match_field: str,
+    assignments: tuple[str, ...],
+    priority: int,
+    confidence: float,
+    note: str | None,
+) -> None:
+    """Add a rule. Then `peachdw hierarchy remap --dry-run` shows what it moves."""
+    tiers = {}
+    for assignment in assignments:
+        tier, sep, value = assignment.partition("=")
+        if not sep or not value.strip():
+            raise click.BadParameter(
+                f"{assignment!r} is not TIER=VALUE, such as network=ExoClick.",
+                param_hint="--set",
+            )
+        tiers[tier.strip()] = value.strip()
+    rule = rules.Rule(
+        pattern=pattern,
+        match_type=match_type,
+        match_field=match_field,
+        tiers=tiers,
+        priority=priority,
+        confidence=confidence,
+        note=note,
+    )
+    options, conn = _rules_conn(ctx)
+    if options.dry_run:
+        rules._check(rule)
+        console.print("The rule is valid; nothing was stored (--dry-run).")
+        return
+    with db.transaction(conn):
+        rule_id = rules.add_rule(conn, rule)
+    conn.close()
+    console.print(
+        f"Added rule {rule_id}. See what it moves: peachdw hierarchy remap --dry-run"
+    )
+
+
+def _switch(ctx: click.Context, rule_id: int, active: bool) -> None:
+    _, conn = _rules_conn(ctx)
+    with db.transaction(conn):
+        rules.set_active(conn, rule_id, active)
+    conn.close()
+    state = "enabled" if active else "disabled"
+    console.print(
+        f"Rule {rule_id} {state}. Apply it: peachdw hierarchy remap --dry-run"
+    )
+
+
+@hierarchy_rules.command("disable")
+@global_options
+@click.argument("rule_id", type=int)
+@click.pass_context
+def rules_disable(ctx: click.Context, rule_id: int) -> None:
+    """Stop using a rule (it stays listed with --all)."""
+    _switch(ctx, rule_id, False)
+
+
+@hierarchy_rules.command("enable")
+@global_options
+@click.argument("rule_id", type=int)
+@click.pass_context
+def rules_enable(ctx: click.Context, rule_id: int) -> None:
+    """Use a disabled rule again."""
+    _switch(ctx, rule_id, True)
+
+
+@hierarchy_rules.command("remove")
+@global_options
+@click.argument("rule_id", type=int)
+@click.pass_context
+def rules_remove(ctx: click.Context, rule_id: int) -> None:
+    """Delete a rule. Mappings it set keep their values until the next remap."""
+    _, conn = _rules_conn(ctx)
+    with db.transaction(conn):
+        rules.remove_rule(conn, rule_id)
+    conn.close()
+    console.print(
+        f"Rule {rule_id} removed. Apply it: peachdw hierarchy remap --dry-run"
+    )
+
+
+@hierarchy_rules.command("export")
+@global_options
+@click.argument(
+    "path",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    default="-",
+)
+@click.pass_context
+def rules_export(ctx: click.Context, path: Path) -> None:
+    """Write every rule as YAML to PATH (default: standard output)."""
+    _, conn = _rules_conn(ctx)
+    count = len(rules.stored_rules(conn))
+    text = rules.export_rules(conn)
+    conn.close()
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    path.write_text(text, encoding="utf-8")
+    console.print(f"Wrote {count} rules to {path}.")
+
+
+@hierarchy_rules.command("import")
+@global_options
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.pass_context
+def rules_import(ctx: click.Context, path: Path) -> None:
+    """Add the rules of a YAML file written by `export` (or by hand, same format)."""
+    options, conn = _rules_conn(ctx)
+    with db.transaction(conn):
+        added, present = rules.import_rules(
+            conn, path.read_text("utf-8"), str(path), dry_run=options.dry_run
+        )
+    conn.close()
+    verb = "Would add" if options.dry_run else "Added"
+    console.print(f"{verb} {added} rules from {path}; {present} were there already.")
+
+
 @hierarchy.command("unmapped")
 @global_options
 @click.pass_context

@@ -65,7 +65,9 @@ class Rule:
 
     @property
     def label(self) -> str:
-        return f"rule {self.id}" if self.id is not None else f"rule {self.rule_key}"
+        if self.id is not None:
+            return f"rule {self.id}"
+        return f"rule {self.rule_key}" if self.rule_key else "the new rule"
 
     def matcher(self) -> Callable[[str], dict[str, str] | None]:
         """A function from the matched text to the named groups, or None for no match."""
@@ -389,3 +391,164 @@ def map_campaigns(
     apply_mappings(conn, changes)
     log.info("Mapped campaigns: %d mappings changed", len(changes))
     return len(changes)
+
+
+# -- managing rules ----------------------------------------------------------------------
+
+
+def add_rule(conn: sqlite3.Connection, rule: Rule) -> int:
+    """Store a user's rule after checking it; returns its id."""
+    _check(rule)
+    now = utc_now()
+    cursor = conn.execute(
+        "INSERT INTO hierarchy_rules (rule_key, match_field, match_type, pattern, "
+        + ", ".join(TIERS)
+        + ", priority, confidence, is_active, note, created_at, updated_at) "
+        f"VALUES ({', '.join('?' * (len(TIERS) + 10))})",
+        (
+            rule.rule_key,
+            rule.match_field,
+            rule.match_type,
+            rule.pattern,
+            *(rule.tiers.get(tier) for tier in TIERS),
+            rule.priority,
+            rule.confidence,
+            int(rule.is_active),
+            rule.note,
+            now,
+            now,
+        ),
+    )
+    return int(cursor.lastrowid)
+
+
+def _check(rule: Rule) -> None:
+    label = rule.label
+    if not rule.tiers:
+        raise RuleError(
+            f"{label} sets no tier; give at least one, such as network=ExoClick"
+        )
+    unknown = sorted(set(rule.tiers) - set(TIERS))
+    if unknown:
+        raise RuleError(
+            f"{label}: unknown tier {unknown[0]!r}; tiers are {', '.join(TIERS)}"
+        )
+    if rule.match_field not in MATCH_FIELDS:
+        raise RuleError(
+            f"{label}: unknown field {rule.match_field!r}; use one of {', '.join(MATCH_FIELDS)}"
+        )
+    if not 0 <= rule.confidence <= 1:
+        raise RuleError(
+            f"{label}: confidence must be between 0 and 1, not {rule.confidence}"
+        )
+    rule.matcher()  # refuses a pattern that does not compile, naming the rule
+
+
+def set_active(conn: sqlite3.Connection, rule_id: int, active: bool) -> None:
+    _require(conn, rule_id)
+    conn.execute(
+        "UPDATE hierarchy_rules SET is_active = ?, updated_at = ? WHERE id = ?",
+        (int(active), utc_now(), rule_id),
+    )
+
+
+def remove_rule(conn: sqlite3.Connection, rule_id: int) -> None:
+    """Delete a rule; mappings it set keep their values until the next remap."""
+    _require(conn, rule_id)
+    conn.execute("DELETE FROM hierarchy_rules WHERE id = ?", (rule_id,))
+
+
+def _require(conn: sqlite3.Connection, rule_id: int) -> None:
+    if not conn.execute(
+        "SELECT 1 FROM hierarchy_rules WHERE id = ?", (rule_id,)
+    ).fetchone():
+        raise RuleError(
+            f"There is no rule {rule_id}; `peachdw hierarchy rules list` shows the ids.",
+            rule=str(rule_id),
+        )
+
+
+def export_rules(conn: sqlite3.Connection) -> str:
+    """Every stored rule as YAML in the format `import_rules` and the defaults use."""
+    entries = []
+    for rule in stored_rules(conn):
+        entry: dict[str, Any] = {"id": rule.id}
+        if rule.rule_key:
+            entry["key"] = rule.rule_key
+        entry.update(type=rule.match_type, pattern=rule.pattern)
+        if rule.match_field != "name":
+            entry["field"] = rule.match_field
+        entry.update(
+            set=dict(rule.tiers),
+            priority=rule.priority,
+            confidence=rule.confidence,
+            active=rule.is_active,
+        )
+        if rule.note:
+            entry["note"] = rule.note
+        entries.append(entry)
+    return yaml.safe_dump({"rules": entries}, sort_keys=False, allow_unicode=True)
+
+
+def import_rules(
+    conn: sqlite3.Connection, text: str, source: str, *, dry_run: bool = False
+) -> tuple[int, int]:
+    """Add the rules of a YAML file (the export format); returns (added, already there).
+
+    A rule identical to a stored one (same field, match, pattern and tiers) is not added
+    twice, so importing a file again changes nothing. Every rule is checked before any is
+    stored.
+    """
+    try:
+        document = yaml.safe_load(text)
+        entries = document["rules"]
+        if not isinstance(entries, list):
+            raise TypeError
+    except (yaml.YAMLError, KeyError, TypeError):
+        raise RuleError(
+            f"{source} is not a rules file: it needs a top-level 'rules:' list, as "
+            "`peachdw hierarchy rules export` writes."
+        ) from None
+
+    incoming = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            rule = Rule(
+                rule_key=None,
+                pattern=str(entry["pattern"]),
+                match_type=entry.get("type", "regex"),
+                match_field=entry.get("field", "name"),
+                tiers={k: str(v) for k, v in (entry.get("set") or {}).items()},
+                priority=int(entry.get("priority", 100)),
+                confidence=float(entry.get("confidence", 1.0)),
+                is_active=bool(entry.get("active", True)),
+                note=entry.get("note"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RuleError(
+                f"{source}, rule {number}: {exc!s} is missing or wrong"
+            ) from None
+        try:
+            _check(rule)
+        except RuleError as exc:
+            raise RuleError(f"{source}, rule {number}: {exc}") from None
+        incoming.append(rule)
+
+    def identity(rule: Rule) -> tuple:
+        return (
+            rule.match_field,
+            rule.match_type,
+            rule.pattern,
+            tuple(rule.tiers.get(t) for t in TIERS),
+        )
+
+    present = {identity(rule) for rule in stored_rules(conn)}
+    added = 0
+    for rule in incoming:
+        if identity(rule) in present:
+            continue
+        if not dry_run:
+            add_rule(conn, rule)
+        present.add(identity(rule))
+        added += 1
+    return added, len(incoming) - added
