@@ -141,6 +141,37 @@ def backfill_year(folder: Path, dataset: Dataset) -> dict:
     return {"seconds": seconds, "peak_bytes": peak}
 
 
+def mapping_speed(campaigns: int = 10_000, rule_count: int = 300) -> dict:
+    """Map sandbox campaign names against the default rules plus user-like rules."""
+    extra = []
+    kinds = ("contains", "regex", "glob", "prefix")
+    for number in range(rule_count - len(rules.default_rules())):
+        kind = kinds[number % 4]
+        word = f"promo{number}"
+        pattern = {
+            "contains": word,
+            "regex": f"(?i)(?<![a-z0-9]){word}(?![a-z0-9])",
+            "glob": f"*{word}*",
+            "prefix": f"cmp{number}",
+        }[kind]
+        extra.append(
+            rules.Rule(
+                id=10_000 + number,
+                pattern=pattern,
+                match_type=kind,
+                tiers={"special": f"S{number}"},
+                priority=100 + number % 50,
+            )
+        )
+    ruleset = rules.RuleSet([*rules.default_rules(), *extra])
+    names = Dataset(seed=5, campaigns=campaigns).campaigns
+    started = time.perf_counter()
+    for campaign in names:
+        ruleset.map(campaign)
+    seconds = time.perf_counter() - started
+    return {"campaigns": campaigns, "rules": len(ruleset.rules), "seconds": seconds}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaigns", type=int, default=200)
@@ -152,6 +183,7 @@ def main() -> int:
         # parent's at the moment it was started.
         backfill = backfill_year(Path(folder), dataset)
 
+    mapping = mapping_speed()
     generated = time.perf_counter()
     payloads = windows(dataset)
     generated = time.perf_counter() - generated
@@ -174,6 +206,13 @@ def main() -> int:
         ("bare executemany, same tuples", f"{bare_rate:,.0f} rows/s", ""),
         ("loader / bare", f"{real_rate / bare_rate:.2f}", "at least 0.5"),
         ("sandbox generation of the year", f"{generated:.1f} s", ""),
+        (
+            f"hierarchy mapping, {mapping['campaigns']:,} campaigns x "
+            f"{mapping['rules']} rules",
+            f"{mapping['seconds']:.2f} s "
+            f"({mapping['seconds'] / mapping['campaigns'] * 1000:.3f} ms each)",
+            "under 1 s",
+        ),
         (
             "backfill of the year over HTTP (sync-historical)",
             f"{backfill['seconds']:.0f} s, peak {backfill['peak_bytes'] / 2**20:.0f} MiB",
@@ -203,6 +242,7 @@ def main() -> int:
                 "bare_rows_per_s": bare_rate,
                 "generation_s": generated,
                 "backfill_s": backfill["seconds"],
+                "mapping_s": mapping["seconds"],
                 "backfill_peak_bytes": backfill["peak_bytes"],
             },
             indent=2,

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peachdw import rules
 from peachdw.db import transaction
@@ -388,3 +390,98 @@ def test_import_checks_every_rule_before_storing_any(warehouse):
         rules.import_rules(warehouse, text, "rules.yaml")
     after = warehouse.execute("SELECT count(*) FROM hierarchy_rules").fetchone()[0]
     assert after == before
+
+
+WORDS = [
+    "EXO",
+    "exoclick",
+    "Exo-Click",
+    "TJ",
+    "Traffic Junky",
+    "TStars",
+    "ggl",
+    "FB",
+    "Meta",
+    "tiktok",
+    "RDT",
+    "peach.ai",
+    "chat.peach.ai",
+    "peachai.com",
+    "Native",
+    "BNR",
+    "pop-under",
+    "IPP",
+    "In-Page Push",
+    "VAST",
+    "Feed",
+    "Stories",
+    "SRCH",
+    "RT",
+    "LAL",
+    "Lookalike",
+    "broad",
+    "Interests",
+    "KW",
+    "Test",
+    "Promo",
+    "BF",
+    "v2",
+    "US",
+    "DE",
+    "日本",
+    "München",
+    "Mobile",
+    "iOS",
+    "x",
+    "ab",
+    "t",
+    "intern",
+    "retargetingx",
+    "42",
+]
+
+
+@given(
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=7),
+    st.sampled_from(["_", "-", " ", "|", ""]),
+    st.integers(min_value=1, max_value=99),
+)
+@settings(max_examples=150, deadline=None)
+def test_skipping_rules_by_their_words_never_changes_a_mapping(parts, separator, cid):
+    """The word index only skips rules that cannot match: same result as trying all."""
+    extra = [
+        Rule(
+            id=900,
+            pattern="42",
+            match_type="campaign_id",
+            tiers={"network": "Override"},
+        ),
+        Rule(
+            id=901,
+            pattern="*push*",
+            match_type="glob",
+            tiers={"special": "Glob"},
+            priority=150,
+        ),
+        Rule(
+            id=902,
+            pattern="native",
+            match_type="exact",
+            tiers={"placement": "Only"},
+            priority=150,
+        ),
+    ]
+    ruleset = RuleSet([*rules.default_rules(), *extra])
+    campaign = {"id": cid, "name": separator.join(parts)}
+    fast = ruleset.map(campaign)
+
+    ruleset._candidates = lambda campaign, texts: (
+        texts.update(
+            {
+                f: (str(campaign.get(f) or ""), str(campaign.get(f) or "").casefold())
+                for f in ("id", "name", "serving_url")
+            }
+        )
+        or list(range(len(ruleset.rules)))
+    )
+    assert ruleset.map(campaign) == fast

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import ahocorasick
 import regex
 import yaml
 
 from peachdw.db import utc_now
 from peachdw.errors import PeachDWError
+from peachdw.literals import required_literals
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,9 @@ class Rule:
             return f"rule {self.id}"
         return f"rule {self.rule_key}" if self.rule_key else "the new rule"
 
-    def matcher(self) -> Callable[[str], dict[str, str] | None]:
-        """A function from the matched text to the named groups, or None for no match."""
+    def matcher(self) -> Callable[[str, str], dict[str, str] | None]:
+        """A function from the field's text (as is, and casefolded) to the named groups,
+        or None for no match."""
         kind, pattern = self.match_type, self.pattern
         if kind not in MATCH_TYPES:
             raise RuleError(
@@ -85,7 +88,7 @@ class Rule:
                     rule=self.label,
                 ) from None
 
-            def search(text: str) -> dict[str, str] | None:
+            def search(text: str, folded: str) -> dict[str, str] | None:
                 try:
                     found = compiled.search(text, timeout=MATCH_TIMEOUT_SECONDS)
                 except TimeoutError:
@@ -95,15 +98,31 @@ class Rule:
             return search
 
         needle = pattern.casefold()
+        glob = re.compile(fnmatch.translate(needle), re.DOTALL)
         tests: dict[str, Callable[[str], bool]] = {
-            "exact": lambda text: text == needle,
-            "prefix": lambda text: text.startswith(needle),
-            "contains": lambda text: needle in text,
-            "glob": lambda text: fnmatch.fnmatchcase(text, needle),
-            "campaign_id": lambda text: text == pattern.strip(),
+            "exact": lambda folded: folded == needle,
+            "prefix": lambda folded: folded.startswith(needle),
+            "contains": lambda folded: needle in folded,
+            "glob": lambda folded: glob.match(folded) is not None,
+            "campaign_id": lambda folded: folded == pattern.strip(),
         }
         test = tests[kind]
-        return lambda text: {} if test(text.casefold()) else None
+        return lambda text, folded: {} if test(folded) else None
+
+    def literals(self) -> frozenset[str] | None:
+        """Casefolded strings one of which the field must contain to match, if known."""
+        if self.match_type == "regex":
+            return required_literals(self.pattern)
+        if self.match_type == "campaign_id":
+            return frozenset({self.pattern.strip()}) if self.pattern.strip() else None
+        if self.match_type in ("exact", "prefix", "contains") and self.pattern:
+            return frozenset({self.pattern.casefold()})
+        if self.match_type == "glob":
+            # The longest run of plain characters between wildcards must appear as is.
+            parts = re.split(r"[*?]|\[[^\]]*\]", self.pattern.casefold())
+            longest = max(parts, key=len, default="")
+            return frozenset({longest}) if longest else None
+        return None
 
 
 class PatternTimeout(Exception):
@@ -144,43 +163,71 @@ class RuleSet:
             )
         )
         self.rules = active
-        self._compiled = [(rule, rule.matcher()) for rule in active]
+        self._compiled = [
+            (
+                rule,
+                rule.matcher(),
+                "id" if rule.match_type == "campaign_id" else rule.match_field,
+                [(tier, value) for tier, value in rule.tiers.items() if value],
+            )
+            for rule in active
+        ]
+        # Which rules can match a text at all: those whose words occur in it (found in
+        # one pass by an Aho-Corasick automaton per field), and those without words.
+        self._always: list[int] = []
+        self._by_word: dict[str, dict[str, list[int]]] = {}
+        for index, rule in enumerate(active):
+            words = rule.literals()
+            if words is None:
+                self._always.append(index)
+                continue
+            field_name = self._compiled[index][2]
+            for word in words:
+                self._by_word.setdefault(field_name, {}).setdefault(word, []).append(
+                    index
+                )
+        self._automata = {}
+        for field_name, words in self._by_word.items():
+            automaton = ahocorasick.Automaton()
+            for word in words:
+                automaton.add_word(word, word)
+            automaton.make_automaton()
+            self._automata[field_name] = automaton
         #: (rule, text) for every search that ran out of time.
         self.timeouts: list[tuple[Rule, str]] = []
 
     def map(self, campaign: Mapping[str, Any]) -> CampaignMapping:
         tiers: dict[str, str] = {}
         winners: dict[str, Rule] = {}
-        for rule, match in self._compiled:
-            if len(winners) == len(TIERS):
-                break
-            if rule.match_type == "campaign_id":
-                text = str(campaign.get("id", ""))
-            else:
-                text = campaign.get(rule.match_field) or ""
-            groups = None
-            for tier, value in rule.tiers.items():
-                if tier in winners or not value:
-                    continue
-                if groups is None:
-                    try:
-                        groups = match(text)
-                    except PatternTimeout:
-                        # The campaign falls back for this rule's tiers; others map as usual.
-                        log.warning(
-                            "%s gave up after %.2f s on %r; fix the pattern "
-                            "(peachdw hierarchy rules list)",
-                            rule.label,
-                            MATCH_TIMEOUT_SECONDS,
-                            text,
-                        )
-                        self.timeouts.append((rule, text))
-                    if groups is None:
-                        break
+        texts: dict[str, tuple[str, str]] = {}
+        for index in self._candidates(campaign, texts):
+            rule, match, field_name, settings = self._compiled[index]
+            open_tiers = [(t, v) for t, v in settings if t not in winners]
+            if not open_tiers:
+                continue
+            text, folded = texts[field_name]
+            try:
+                groups = match(text, folded)
+            except PatternTimeout:
+                # The campaign falls back for this rule's tiers; others map as usual.
+                log.warning(
+                    "%s gave up after %.2f s on %r; fix the pattern "
+                    "(peachdw hierarchy rules list)",
+                    rule.label,
+                    MATCH_TIMEOUT_SECONDS,
+                    text,
+                )
+                self.timeouts.append((rule, text))
+                continue
+            if groups is None:
+                continue
+            for tier, value in open_tiers:
                 filled = _fill(value, groups)
                 if filled:
                     tiers[tier] = filled
                     winners[tier] = rule
+            if len(winners) == len(TIERS):
+                break
 
         confidence = sum(winners[t].confidence for t in winners) / len(TIERS)
         return CampaignMapping(
@@ -194,6 +241,23 @@ class RuleSet:
                 for tier in TIERS
             },
         )
+
+    def _candidates(
+        self, campaign: Mapping[str, Any], texts: dict[str, tuple[str, str]]
+    ) -> list[int]:
+        """Indexes of the rules that might match, in resolution order; fills `texts`
+        with each field's text as is and casefolded."""
+        for _, _, field_name, _ in self._compiled:
+            if field_name not in texts:
+                raw = str(campaign.get(field_name) or "")
+                texts[field_name] = (raw, raw.casefold())
+
+        candidates = set(self._always)
+        for field_name, automaton in self._automata.items():
+            index = self._by_word[field_name]
+            for _, word in automaton.iter(texts[field_name][1]):
+                candidates.update(index[word])
+        return sorted(candidates)
 
 
 def _fill(value: str, groups: dict[str, str]) -> str | None:
