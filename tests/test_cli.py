@@ -445,7 +445,8 @@ def test_hierarchy_test_explains_a_name_without_writing(tmp_path):
 def test_hierarchy_test_flags_a_name_that_needs_a_rule(tmp_path):
     result = run(["hierarchy", "test", "Mystery campaign 7"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "fallback: no rule matched" in result.stdout
+    network = next(line for line in result.stdout.splitlines() if "│ network" in line)
+    assert "Unknown" in network and "fallback.network" in network
     assert "needs a rule" in result.stdout
     assert not (tmp_path / "data").exists()
 

@@ -54,7 +54,7 @@ def test_missing_parts_fall_back_and_lower_confidence(defaults):
     mapping = defaults.map({"name": "ExoClick_peach.ai_br_All"})
     assert mapping.tiers["placement"] == FALLBACK
     assert mapping.tiers["targeting"] == FALLBACK
-    assert mapping.rule_ids["placement"] is None
+    assert mapping.rule_keys["placement"] == "fallback.placement"
     # network 0.95 + domain 0.95 + special 1.0, two fallback tiers count 0, over five tiers.
     assert mapping.confidence == pytest.approx((0.95 + 0.95 + 1.0) / 5)
 
