@@ -200,3 +200,37 @@ def test_version_1_file_with_data_upgrades_to_backfill_columns(db_path, monkeypa
         1,
     )
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_version_2_rules_upgrade_to_targeting_parts(db_path, monkeypatch):
+    """A user's rule written before targeting had parts keeps working after migration 3,
+    and the shipped rules move to the parts when loaded again."""
+    from peachdw import rules
+
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:2])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute(
+        "INSERT INTO hierarchy_rules (match_type, pattern, targeting, priority, "
+        "created_at, updated_at) VALUES ('contains', 'vip', 'VIP list', 300, 'now', 'now')"
+    )
+    conn.execute(
+        "INSERT INTO hierarchy_rules (rule_key, match_type, pattern, targeting, "
+        "created_at, updated_at) VALUES ('targeting.retargeting', 'regex', 'rt', "
+        "'Retargeting', 'now', 'now')"
+    )
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    assert db.migrate(conn) == [m.version for m in shipped[2:]]
+
+    with db.transaction(conn):
+        rules.load_default_rules(conn)
+    moved = conn.execute(
+        "SELECT targeting, targeting_audience FROM hierarchy_rules "
+        "WHERE rule_key = 'targeting.retargeting'"
+    ).fetchone()
+    assert tuple(moved) == (None, "Retargeting")
+    mapping = rules.RuleSet(rules.stored_rules(conn)).map({"name": "EXO_vip_US_RT"})
+    assert (
+        mapping.tiers["targeting"] == "VIP list"
+    )  # the user's whole-tier rule, priority 300

@@ -30,6 +30,23 @@ log = logging.getLogger(__name__)
 
 #: The tiers, top to bottom. Adding one is a migration plus this line.
 TIERS: tuple[str, ...] = ("network", "domain", "placement", "targeting", "special")
+#: Tiers made of parts. Each part is resolved on its own, and the tier is its parts joined
+#: in this order ("Retargeting · US · Mobile"), unless a rule for the whole tier has a
+#: higher priority than every part's rule.
+TIER_PARTS: dict[str, tuple[str, ...]] = {"targeting": ("audience", "geo", "device")}
+PART_SEPARATOR = " · "
+#: What a rule can set: every tier, and every part (`targeting.geo`).
+SLOTS: tuple[str, ...] = (
+    *TIERS,
+    *(f"{tier}.{part}" for tier, parts in TIER_PARTS.items() for part in parts),
+)
+
+
+def slot_column(slot: str) -> str:
+    """The `hierarchy_rules` column of a slot: `targeting.geo` is `targeting_geo`."""
+    return slot.replace(".", "_")
+
+
 FALLBACK = "Unknown"
 MATCH_TYPES = ("exact", "prefix", "contains", "glob", "regex", "campaign_id")
 MATCH_FIELDS = ("name", "slug", "path", "tracking_url", "serving_url")
@@ -226,21 +243,10 @@ class RuleSet:
                 if filled:
                     tiers[tier] = filled
                     winners[tier] = rule
-            if len(winners) == len(TIERS):
+            if len(winners) == len(SLOTS):
                 break
 
-        confidence = sum(winners[t].confidence for t in winners) / len(TIERS)
-        return CampaignMapping(
-            tiers={tier: tiers.get(tier, FALLBACK) for tier in TIERS},
-            rule_ids={
-                tier: winners[tier].id if tier in winners else None for tier in TIERS
-            },
-            confidence=round(confidence, 4),
-            rule_keys={
-                tier: winners[tier].rule_key if tier in winners else None
-                for tier in TIERS
-            },
-        )
+        return _compose(tiers, winners)
 
     def _candidates(
         self, campaign: Mapping[str, Any], texts: dict[str, tuple[str, str]]
@@ -258,6 +264,44 @@ class RuleSet:
             for _, word in automaton.iter(texts[field_name][1]):
                 candidates.update(index[word])
         return sorted(candidates)
+
+
+def _compose(values: dict[str, str], winners: dict[str, Rule]) -> CampaignMapping:
+    """Turn the winning value of every slot into the five tiers and the confidence."""
+    tiers: dict[str, str] = {}
+    rules_behind: dict[str, Rule | None] = {}
+    confidences: dict[str, float] = {}
+    for tier in TIERS:
+        whole = winners.get(tier)
+        parts = [p for p in TIER_PARTS.get(tier, ()) if f"{tier}.{p}" in winners]
+        best_part = max(
+            (winners[f"{tier}.{p}"] for p in parts),
+            key=lambda rule: rule.priority,
+            default=None,
+        )
+        if best_part is not None and (
+            whole is None or best_part.priority > whole.priority
+        ):
+            tiers[tier] = PART_SEPARATOR.join(values[f"{tier}.{p}"] for p in parts)
+            rules_behind[tier] = winners[f"{tier}.{parts[0]}"]
+            confidences[tier] = sum(
+                winners[f"{tier}.{p}"].confidence for p in parts
+            ) / len(parts)
+        elif whole is not None:
+            tiers[tier] = values[tier]
+            rules_behind[tier] = whole
+            confidences[tier] = whole.confidence
+        else:
+            tiers[tier] = FALLBACK
+            rules_behind[tier] = None
+            confidences[tier] = 0.0
+
+    return CampaignMapping(
+        tiers=tiers,
+        rule_ids={t: r.id if r else None for t, r in rules_behind.items()},
+        confidence=round(sum(confidences.values()) / len(TIERS), 4),
+        rule_keys={t: r.rule_key if r else None for t, r in rules_behind.items()},
+    )
 
 
 def _fill(value: str, groups: dict[str, str]) -> str | None:
@@ -281,7 +325,7 @@ def default_rules() -> list[Rule]:
 
 def _rule_from_yaml(entry: dict[str, Any]) -> Rule:
     tiers = entry.get("set") or {}
-    unknown = set(tiers) - set(TIERS)
+    unknown = set(tiers) - set(SLOTS)
     if unknown:
         raise RuleError(f"rule {entry.get('key')}: unknown tiers {sorted(unknown)}")
     return Rule(
@@ -318,7 +362,7 @@ def load_default_rules(conn: sqlite3.Connection) -> tuple[int, int]:
             "match_field": rule.match_field,
             "match_type": rule.match_type,
             "pattern": rule.pattern,
-            **{tier: rule.tiers.get(tier) for tier in TIERS},
+            **{slot_column(slot): rule.tiers.get(slot) for slot in SLOTS},
             "priority": rule.priority,
             "confidence": rule.confidence,
             "note": rule.note,
@@ -351,7 +395,9 @@ def stored_rules(conn: sqlite3.Connection) -> list[Rule]:
             pattern=row["pattern"],
             match_type=row["match_type"],
             match_field=row["match_field"],
-            tiers={tier: row[tier] for tier in TIERS if row[tier]},
+            tiers={
+                slot: row[slot_column(slot)] for slot in SLOTS if row[slot_column(slot)]
+            },
             priority=row["priority"],
             confidence=row["confidence"],
             is_active=bool(row["is_active"]),
@@ -466,15 +512,15 @@ def add_rule(conn: sqlite3.Connection, rule: Rule) -> int:
     now = utc_now()
     cursor = conn.execute(
         "INSERT INTO hierarchy_rules (rule_key, match_field, match_type, pattern, "
-        + ", ".join(TIERS)
+        + ", ".join(slot_column(slot) for slot in SLOTS)
         + ", priority, confidence, is_active, note, created_at, updated_at) "
-        f"VALUES ({', '.join('?' * (len(TIERS) + 10))})",
+        f"VALUES ({', '.join('?' * (len(SLOTS) + 10))})",
         (
             rule.rule_key,
             rule.match_field,
             rule.match_type,
             rule.pattern,
-            *(rule.tiers.get(tier) for tier in TIERS),
+            *(rule.tiers.get(slot) for slot in SLOTS),
             rule.priority,
             rule.confidence,
             int(rule.is_active),
@@ -492,10 +538,10 @@ def _check(rule: Rule) -> None:
         raise RuleError(
             f"{label} sets no tier; give at least one, such as network=ExoClick"
         )
-    unknown = sorted(set(rule.tiers) - set(TIERS))
+    unknown = sorted(set(rule.tiers) - set(SLOTS))
     if unknown:
         raise RuleError(
-            f"{label}: unknown tier {unknown[0]!r}; tiers are {', '.join(TIERS)}"
+            f"{label}: unknown tier {unknown[0]!r}; use one of {', '.join(SLOTS)}"
         )
     if rule.match_field not in MATCH_FIELDS:
         raise RuleError(
@@ -603,7 +649,7 @@ def import_rules(
             rule.match_field,
             rule.match_type,
             rule.pattern,
-            tuple(rule.tiers.get(t) for t in TIERS),
+            tuple(rule.tiers.get(slot) for slot in SLOTS),
         )
 
     present = {identity(rule) for rule in stored_rules(conn)}
