@@ -547,3 +547,20 @@ def test_skipping_rules_by_their_words_never_changes_a_mapping(parts, separator,
         or list(range(len(ruleset.rules)))
     )
     assert ruleset.map(campaign) == fast
+
+
+def test_a_stored_rule_that_does_not_compile_is_skipped_by_the_sync(warehouse, caplog):
+    insert_campaigns(warehouse, NAMES[:1])
+    with transaction(warehouse):
+        warehouse.execute(
+            "INSERT INTO hierarchy_rules (match_type, pattern, network, priority, "
+            "created_at, updated_at) VALUES ('regex', '(broken', 'X', 999, 'now', 'now')"
+        )
+        rule_id = warehouse.execute("SELECT max(id) FROM hierarchy_rules").fetchone()[0]
+        warehouse.execute("UPDATE campaigns SET name = 'TJ_peach.ai_Banner_US_RT'")
+        assert rules.map_campaigns(warehouse) == 1
+    network = warehouse.execute("SELECT network FROM campaign_hierarchy").fetchone()[0]
+    assert network == "TrafficJunky"
+    assert f"rule {rule_id} is skipped" in caplog.text
+    with pytest.raises(RuleError, match=f"rule {rule_id}: pattern"):
+        RuleSet(rules.stored_rules(warehouse))

@@ -168,8 +168,13 @@ class CampaignMapping:
 class RuleSet:
     """Compiled active rules, ready to map campaigns."""
 
-    def __init__(self, rules: Iterable[Rule]):
+    def __init__(self, rules: Iterable[Rule], *, strict: bool = True):
+        """Compile the active rules. A rule that does not compile raises `RuleError`;
+        with `strict=False` (rules already stored, during a sync) it is left out with a
+        warning naming it, so one bad rule cannot stop every sync."""
         active = [rule for rule in rules if rule.is_active]
+        if not strict:
+            active = [rule for rule in active if _compiles(rule)]
         # A manual override by campaign id wins over every pattern, whatever its priority.
         active.sort(
             key=lambda rule: (
@@ -264,6 +269,15 @@ class RuleSet:
             for _, word in automaton.iter(texts[field_name][1]):
                 candidates.update(index[word])
         return sorted(candidates)
+
+
+def _compiles(rule: Rule) -> bool:
+    try:
+        rule.matcher()
+    except RuleError as exc:
+        log.warning("%s is skipped: %s", rule.label, exc)
+        return False
+    return True
 
 
 def _compose(values: dict[str, str], winners: dict[str, Rule]) -> CampaignMapping:
@@ -427,7 +441,7 @@ def plan_mappings(
 ) -> list[MappingChange]:
     """Map the given campaigns (all when None) and return those whose mapping would
     change. Manual overrides are left out: nothing changes them."""
-    ruleset = RuleSet(stored_rules(conn))
+    ruleset = RuleSet(stored_rules(conn), strict=False)
     sql = (
         "SELECT c.id, c.name, c.slug, c.path, c.tracking_url, c.serving_url, "
         "h.campaign_id AS mapped, h.is_manual, h.mapped_name, h.mapping_confidence, "
