@@ -564,3 +564,21 @@ def test_a_stored_rule_that_does_not_compile_is_skipped_by_the_sync(warehouse, c
     assert f"rule {rule_id} is skipped" in caplog.text
     with pytest.raises(RuleError, match=f"rule {rule_id}: pattern"):
         RuleSet(rules.stored_rules(warehouse))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [
+        (r"(?i)(?<![a-z0-9])native(?![a-z0-9])", {"native"}),
+        (r"(traffic[-_ ]?junky|tj)", {"traffic", "tj"}),
+        (r"(?i)(?<![a-z0-9])(re[-_ ]?target(?:ing)?|rt|rmkt)", {"re", "rt", "rmkt"}),
+        (r"^([a-z0-9]+_?)+$", None),
+        (r"x|", None),
+        (r"(?i)colou?r", {"colo"}),
+    ],
+)
+def test_required_literals(pattern, words):
+    from peachdw.literals import required_literals
+
+    found = required_literals(pattern)
+    assert (set(found) if found is not None else None) == words

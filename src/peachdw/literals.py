@@ -55,6 +55,10 @@ def _sequence(items: list[tuple[Any, Any]]) -> set[str] | None:
         if op is sre.LITERAL:
             run.append(chr(value))
             continue
+        if op is sre.BRANCH and run:
+            # The parser moves a prefix shared by all alternatives out in front
+            # ("tj|traffic" becomes "t" then "j|raffic"): join it back to each one.
+            candidates.append({"".join(run) + _leading(branch) for branch in value[1]})
         close_run()
         part = _item(op, value)
         if part:
@@ -65,6 +69,16 @@ def _sequence(items: list[tuple[Any, Any]]) -> set[str] | None:
         return None
     # The most selective set: the one whose shortest member is longest.
     return max(candidates, key=lambda options: min(len(text) for text in options))
+
+
+def _leading(items: Any) -> str:
+    """The literal characters an alternative starts with."""
+    text = []
+    for op, value in items:
+        if op is not sre.LITERAL:
+            break
+        text.append(chr(value))
+    return "".join(text)
 
 
 def _item(op: Any, value: Any) -> set[str] | None:

@@ -194,6 +194,7 @@ class RuleSet:
             )
             for rule in active
         ]
+        self._fields = sorted({field_name for _, _, field_name, _ in self._compiled})
         # Which rules can match a text at all: those whose words occur in it (found in
         # one pass by an Aho-Corasick automaton per field), and those without words.
         self._always: list[int] = []
@@ -258,10 +259,9 @@ class RuleSet:
     ) -> list[int]:
         """Indexes of the rules that might match, in resolution order; fills `texts`
         with each field's text as is and casefolded."""
-        for _, _, field_name, _ in self._compiled:
-            if field_name not in texts:
-                raw = str(campaign.get(field_name) or "")
-                texts[field_name] = (raw, raw.casefold())
+        for field_name in self._fields:
+            raw = str(campaign.get(field_name) or "")
+            texts[field_name] = (raw, raw.casefold())
 
         candidates = set(self._always)
         for field_name, automaton in self._automata.items():
