@@ -544,3 +544,28 @@ def test_rule_add_then_remap_dry_run_shows_exactly_what_moves(tmp_path):
     )
     unmapped = run(["hierarchy", "unmapped"], tmp_path)
     assert unmapped.returncode == 0
+
+
+def test_rule_commands_write_nothing_with_dry_run(tmp_path):
+    run(["init"], tmp_path)
+    database = tmp_path / "data" / "datawarehouse.db"
+
+    def stored_rules():
+        with sqlite3.connect(database) as conn:
+            return conn.execute("SELECT * FROM hierarchy_rules ORDER BY id").fetchall()
+
+    before = stored_rules()
+    for words in (
+        ["remove", "1"],
+        ["disable", "1"],
+        ["enable", "1"],
+        ["export", str(tmp_path / "r.yaml")],
+    ):
+        result = run(["hierarchy", "rules", *words, "--dry-run"], tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "would" in result.stdout.lower()
+    assert stored_rules() == before
+    assert not (tmp_path / "r.yaml").exists()
+    # Without --dry-run the same command does write, so the comparison can fail.
+    assert run(["hierarchy", "rules", "disable", "1"], tmp_path).returncode == 0
+    assert stored_rules() != before

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -422,7 +424,7 @@ def test_export_then_import_round_trips_and_is_idempotent(warehouse, tmp_path):
     count = warehouse.execute("SELECT count(*) FROM hierarchy_rules").fetchone()[0]
 
     with transaction(warehouse):
-        assert rules.import_rules(warehouse, text, "rules.yaml") == (0, count)
+        assert rules.import_rules(warehouse, text, "rules.yaml") == (0, 0, count)
 
     fresh = tmp_path / "other.db"
     from peachdw import db
@@ -430,7 +432,7 @@ def test_export_then_import_round_trips_and_is_idempotent(warehouse, tmp_path):
     other = db.connect(fresh)
     db.migrate(other)
     with transaction(other):
-        assert rules.import_rules(other, text, "rules.yaml") == (count, 0)
+        assert rules.import_rules(other, text, "rules.yaml") == (count, 0, 0)
     exported = [(r.pattern, dict(r.tiers), r.note) for r in rules.stored_rules(other)]
     original = [
         (r.pattern, dict(r.tiers), r.note) for r in rules.stored_rules(warehouse)
@@ -582,3 +584,55 @@ def test_required_literals(pattern, words):
 
     found = required_literals(pattern)
     assert (set(found) if found is not None else None) == words
+
+
+def test_import_updates_a_users_rule_by_id_and_refuses_to_edit_a_shipped_one(warehouse):
+    with transaction(warehouse):
+        rule_id = rules.add_rule(
+            warehouse,
+            Rule(pattern="latam", match_type="contains", tiers={"special": "LatAm"}),
+        )
+    edited = (
+        f"rules:\n  - {{id: {rule_id}, type: contains, pattern: latam, "
+        "set: {special: Latin America}, priority: 250}\n"
+    )
+    with transaction(warehouse):
+        assert rules.import_rules(warehouse, edited, "r.yaml") == (0, 1, 0)
+    [stored] = [r for r in rules.stored_rules(warehouse) if r.id == rule_id]
+    assert (stored.tiers["special"], stored.priority) == ("Latin America", 250)
+
+    shipped = warehouse.execute(
+        "SELECT id FROM hierarchy_rules WHERE rule_key = 'network.exoclick'"
+    ).fetchone()[0]
+    text = f"rules:\n  - {{id: {shipped}, type: contains, pattern: exo, set: {{network: X}}}}\n"
+    with (
+        pytest.raises(RuleError, match="is shipped with peachdw"),
+        transaction(warehouse),
+    ):
+        rules.import_rules(warehouse, text, "r.yaml")
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("{pattern: x, set: {network: X}, priorty: 5}", "unknown key 'priorty'"),
+        (
+            "{pattern: x, set: {network: X}, priority: high}",
+            "priority must be a number",
+        ),
+        ("{type: contains, pattern: '', set: {network: X}}", "the pattern is empty"),
+        ("{type: campaign_id, pattern: abc, set: {network: X}}", "campaign id"),
+        (
+            "{type: regex, pattern: '^(?P<a>x)', set: {network: '{b}'}}",
+            "names no group",
+        ),
+        ("{type: contains, pattern: x, set: {network: '{a}'}}", "names no group"),
+        (
+            "{type: regex, pattern: '^(?P<a>x)', set: {network: '{a|upper}'}}",
+            "is not a template",
+        ),
+    ],
+)
+def test_import_refuses_rules_that_would_misbehave(warehouse, entry, reason):
+    with pytest.raises(RuleError, match=re.escape(reason)), transaction(warehouse):
+        rules.import_rules(warehouse, f"rules:\n  - {entry}\n", "r.yaml")

@@ -738,7 +738,8 @@ def hierarchy_test(ctx: click.Context, name: str) -> None:
     by_key = {rule.rule_key: rule for rule in ruleset.rules}
     table = Table(title=f"{name} ({source})")
     for column in ("tier", "value", "rule", "matched", "confidence"):
-        table.add_column(column)
+        # Patterns are shown whole, wrapped, never cut short with an ellipsis.
+        table.add_column(column, overflow="fold")
     for tier in rules.TIERS:
         rule = by_id.get(mapping.rule_ids[tier]) or by_key.get(mapping.rule_keys[tier])
         if rule is None:
@@ -765,6 +766,11 @@ def hierarchy_rules() -> None:
     """List, add, disable, remove, import and export the mapping rules."""
 
 
+def _count(number: int, noun: str) -> str:
+    """`1 campaign`, `2 campaigns`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _rules_conn(ctx: click.Context) -> tuple[Options, sqlite3.Connection]:
     options, settings = _setup(ctx)
     return options, db.open_warehouse(settings.database.path)
@@ -783,7 +789,7 @@ def rules_list(ctx: click.Context, show_all: bool) -> None:
     shown.sort(key=lambda rule: (-rule.priority, rule.id or 0))
     table = Table(title=f"{len(shown)} rules" + ("" if show_all else " (active)"))
     for column in ("id", "key", "on", "priority", "conf.", "match", "pattern", "sets"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for rule in shown:
         table.add_row(
             str(rule.id),
@@ -850,7 +856,7 @@ def rules_add(
                 f"{assignment!r} is not TIER=VALUE, such as network=ExoClick.",
                 param_hint="--set",
             )
-        tiers[tier.strip()] = value.strip()
+        tiers[tier.strip().lower()] = value.strip()
     rule = rules.Rule(
         pattern=pattern,
         match_type=match_type,
@@ -868,20 +874,27 @@ def rules_add(
     with db.transaction(conn):
         rule_id = rules.add_rule(conn, rule)
     conn.close()
-    console.print(
-        f"Added rule {rule_id}. See what it moves: peachdw hierarchy remap --dry-run"
-    )
+    console.print(f"Added rule {rule_id}. {_NEXT_STEP}")
+
+
+_NEXT_STEP = (
+    "Preview: peachdw hierarchy remap --dry-run; apply: peachdw hierarchy remap"
+)
 
 
 def _switch(ctx: click.Context, rule_id: int, active: bool) -> None:
-    _, conn = _rules_conn(ctx)
+    options, conn = _rules_conn(ctx)
+    state = "enabled" if active else "disabled"
     with db.transaction(conn):
+        rules.require_rule(conn, rule_id)
+        if options.dry_run:
+            console.print(
+                f"Rule {rule_id} would be {state} (--dry-run: nothing written)."
+            )
+            return
         rules.set_active(conn, rule_id, active)
     conn.close()
-    state = "enabled" if active else "disabled"
-    console.print(
-        f"Rule {rule_id} {state}. Apply it: peachdw hierarchy remap --dry-run"
-    )
+    console.print(f"Rule {rule_id} {state}. {_NEXT_STEP}")
 
 
 @hierarchy_rules.command("disable")
@@ -908,13 +921,17 @@ def rules_enable(ctx: click.Context, rule_id: int) -> None:
 @click.pass_context
 def rules_remove(ctx: click.Context, rule_id: int) -> None:
     """Delete a rule. Mappings it set keep their values until the next remap."""
-    _, conn = _rules_conn(ctx)
+    options, conn = _rules_conn(ctx)
     with db.transaction(conn):
+        rules.require_rule(conn, rule_id)
+        if options.dry_run:
+            console.print(
+                f"Rule {rule_id} would be removed (--dry-run: nothing written)."
+            )
+            return
         rules.remove_rule(conn, rule_id)
     conn.close()
-    console.print(
-        f"Rule {rule_id} removed. Apply it: peachdw hierarchy remap --dry-run"
-    )
+    console.print(f"Rule {rule_id} removed. {_NEXT_STEP}")
 
 
 @hierarchy_rules.command("export")
@@ -927,12 +944,15 @@ def rules_remove(ctx: click.Context, rule_id: int) -> None:
 @click.pass_context
 def rules_export(ctx: click.Context, path: Path) -> None:
     """Write every rule as YAML to PATH (default: standard output)."""
-    _, conn = _rules_conn(ctx)
+    options, conn = _rules_conn(ctx)
     count = len(rules.stored_rules(conn))
     text = rules.export_rules(conn)
     conn.close()
     if str(path) == "-":
         sys.stdout.write(text)
+        return
+    if options.dry_run:
+        console.print(f"Would write {count} rules to {path}.")
         return
     path.write_text(text, encoding="utf-8")
     console.print(f"Wrote {count} rules to {path}.")
@@ -946,12 +966,15 @@ def rules_import(ctx: click.Context, path: Path) -> None:
     """Add the rules of a YAML file written by `export` (or by hand, same format)."""
     options, conn = _rules_conn(ctx)
     with db.transaction(conn):
-        added, present = rules.import_rules(
+        added, updated, unchanged = rules.import_rules(
             conn, path.read_text("utf-8"), str(path), dry_run=options.dry_run
         )
     conn.close()
-    verb = "Would add" if options.dry_run else "Added"
-    console.print(f"{verb} {added} rules from {path}; {present} were there already.")
+    verbs = ("would add", "would update") if options.dry_run else ("added", "updated")
+    console.print(
+        f"{path}: {verbs[0]} {added}, {verbs[1]} {updated}, {unchanged} unchanged. "
+        f"{_NEXT_STEP}"
+    )
 
 
 @hierarchy.command("unmapped")
@@ -966,7 +989,7 @@ def hierarchy_unmapped(ctx: click.Context) -> None:
     if not rows:
         console.print("Every live campaign maps with confidence 0.8 or more.")
         return
-    console.print(_campaigns_table(rows, f"{len(rows)} campaigns to check"))
+    console.print(_campaigns_table(rows, _count(len(rows), "campaign") + " to check"))
 
 
 @hierarchy.command("remap")
@@ -989,7 +1012,7 @@ def hierarchy_remap(ctx: click.Context) -> None:
         console.print("No mapping changes.")
         return
     verb = "would change" if options.dry_run else "changed"
-    table = Table(title=f"{len(changes)} mappings {verb}")
+    table = Table(title=f"{_count(len(changes), 'mapping')} {verb}")
     for column in ("id", "name", "old", "new", "confidence"):
         table.add_column(column)
     for change in changes:

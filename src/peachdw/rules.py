@@ -14,7 +14,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -561,6 +561,15 @@ def _check(rule: Rule) -> None:
         raise RuleError(
             f"{label}: unknown field {rule.match_field!r}; use one of {', '.join(MATCH_FIELDS)}"
         )
+    if not rule.pattern.strip():
+        raise RuleError(
+            f"{label}: the pattern is empty, which would match every campaign"
+        )
+    if rule.match_type == "campaign_id" and not rule.pattern.strip().isdigit():
+        raise RuleError(
+            f"{label}: a campaign_id rule's pattern is a campaign id, not {rule.pattern!r}"
+        )
+    _check_templates(rule, label)
     if not 0 <= rule.confidence <= 1:
         raise RuleError(
             f"{label}: confidence must be between 0 and 1, not {rule.confidence}"
@@ -568,8 +577,33 @@ def _check(rule: Rule) -> None:
     rule.matcher()  # refuses a pattern that does not compile, naming the rule
 
 
+def _check_templates(rule: Rule, label: str) -> None:
+    """A `{group}` value must name a group of the rule's regex; `|lower` is the only
+    filter."""
+    groups: set[str] = set()
+    if rule.match_type == "regex":
+        try:
+            groups = set(regex.compile(rule.pattern).groupindex)
+        except (regex.error, TypeError):
+            return  # the compile check reports it
+    for slot, value in rule.tiers.items():
+        if "{" not in value and "}" not in value:
+            continue
+        reference = _GROUP_REFERENCE.match(value)
+        if reference is None:
+            raise RuleError(
+                f"{label}: {slot}={value!r} is not a template; write {{group}} or "
+                "{group|lower} for a named group of a regex rule"
+            )
+        if reference[1] not in groups:
+            raise RuleError(
+                f"{label}: {slot}={value!r} names no group of the pattern; a regex rule "
+                "needs (?P<" + reference[1] + ">...)"
+            )
+
+
 def set_active(conn: sqlite3.Connection, rule_id: int, active: bool) -> None:
-    _require(conn, rule_id)
+    require_rule(conn, rule_id)
     conn.execute(
         "UPDATE hierarchy_rules SET is_active = ?, updated_at = ? WHERE id = ?",
         (int(active), utc_now(), rule_id),
@@ -578,11 +612,12 @@ def set_active(conn: sqlite3.Connection, rule_id: int, active: bool) -> None:
 
 def remove_rule(conn: sqlite3.Connection, rule_id: int) -> None:
     """Delete a rule; mappings it set keep their values until the next remap."""
-    _require(conn, rule_id)
+    require_rule(conn, rule_id)
     conn.execute("DELETE FROM hierarchy_rules WHERE id = ?", (rule_id,))
 
 
-def _require(conn: sqlite3.Connection, rule_id: int) -> None:
+def require_rule(conn: sqlite3.Connection, rule_id: int) -> None:
+    """Raise `RuleError` when there is no rule with this id."""
     if not conn.execute(
         "SELECT 1 FROM hierarchy_rules WHERE id = ?", (rule_id,)
     ).fetchone():
@@ -614,14 +649,74 @@ def export_rules(conn: sqlite3.Connection) -> str:
     return yaml.safe_dump({"rules": entries}, sort_keys=False, allow_unicode=True)
 
 
+_ENTRY_KEYS = {
+    "id",
+    "key",
+    "type",
+    "pattern",
+    "field",
+    "set",
+    "priority",
+    "confidence",
+    "active",
+    "note",
+}
+
+
+def _rule_from_entry(entry: Any, where: str) -> Rule:
+    """One rule of an imported file, with every field checked."""
+    if not isinstance(entry, dict) or "pattern" not in entry:
+        raise RuleError(
+            f"{where}: a rule is a mapping with at least 'pattern' and 'set'"
+        )
+    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if unknown:
+        raise RuleError(
+            f"{where}: unknown key {unknown[0]!r}; a rule has {', '.join(sorted(_ENTRY_KEYS))}"
+        )
+    numbers = {"id": int, "priority": int, "confidence": float}
+    for name, kind in numbers.items():
+        if name in entry and entry[name] is not None:
+            try:
+                kind(entry[name])
+            except (TypeError, ValueError):
+                raise RuleError(
+                    f"{where}: {name} must be a number, not {entry[name]!r}"
+                ) from None
+    sets = entry.get("set") or {}
+    if not isinstance(sets, dict):
+        raise RuleError(
+            f"{where}: 'set' must map tiers to values, such as network: ExoClick"
+        )
+    rule = Rule(
+        id=int(entry["id"]) if entry.get("id") is not None else None,
+        rule_key=None,
+        pattern=str(entry["pattern"]),
+        match_type=str(entry.get("type", "regex")),
+        match_field=str(entry.get("field", "name")),
+        tiers={str(k): str(v) for k, v in sets.items()},
+        priority=int(entry.get("priority", 100)),
+        confidence=float(entry.get("confidence", 1.0)),
+        is_active=bool(entry.get("active", True)),
+        note=entry.get("note"),
+    )
+    try:
+        _check(rule)
+    except RuleError as exc:
+        raise RuleError(f"{where}: {exc}") from None
+    return rule
+
+
 def import_rules(
     conn: sqlite3.Connection, text: str, source: str, *, dry_run: bool = False
-) -> tuple[int, int]:
-    """Add the rules of a YAML file (the export format); returns (added, already there).
+) -> tuple[int, int, int]:
+    """Apply a YAML rules file (the export format); returns (added, updated, unchanged).
 
-    A rule identical to a stored one (same field, match, pattern and tiers) is not added
-    twice, so importing a file again changes nothing. Every rule is checked before any is
-    stored.
+    A rule with the `id` of a rule you added updates that rule, so export, edit, import
+    changes rules in place. A shipped rule (one with a key) cannot be edited this way:
+    disable it and add your own. A rule without an id that is identical to a stored one
+    (same field, match, pattern and tiers) is not added twice. Every rule is checked before
+    any is stored.
     """
     try:
         document = yaml.safe_load(text)
@@ -634,29 +729,11 @@ def import_rules(
             "`peachdw hierarchy rules export` writes."
         ) from None
 
-    incoming = []
-    for number, entry in enumerate(entries, start=1):
-        try:
-            rule = Rule(
-                rule_key=None,
-                pattern=str(entry["pattern"]),
-                match_type=entry.get("type", "regex"),
-                match_field=entry.get("field", "name"),
-                tiers={k: str(v) for k, v in (entry.get("set") or {}).items()},
-                priority=int(entry.get("priority", 100)),
-                confidence=float(entry.get("confidence", 1.0)),
-                is_active=bool(entry.get("active", True)),
-                note=entry.get("note"),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RuleError(
-                f"{source}, rule {number}: {exc!s} is missing or wrong"
-            ) from None
-        try:
-            _check(rule)
-        except RuleError as exc:
-            raise RuleError(f"{source}, rule {number}: {exc}") from None
-        incoming.append(rule)
+    stored = {rule.id: rule for rule in stored_rules(conn)}
+    incoming = [
+        _rule_from_entry(entry, f"{source}, rule {number}")
+        for number, entry in enumerate(entries, start=1)
+    ]
 
     def identity(rule: Rule) -> tuple:
         return (
@@ -666,13 +743,69 @@ def import_rules(
             tuple(rule.tiers.get(slot) for slot in SLOTS),
         )
 
-    present = {identity(rule) for rule in stored_rules(conn)}
-    added = 0
-    for rule in incoming:
-        if identity(rule) in present:
+    def content(rule: Rule) -> tuple:
+        return (
+            *identity(rule),
+            rule.priority,
+            rule.confidence,
+            rule.is_active,
+            rule.note,
+        )
+
+    present = {identity(rule) for rule in stored.values()}
+    added = updated = unchanged = 0
+    for number, rule in enumerate(incoming, start=1):
+        current = stored.get(rule.id) if rule.id is not None else None
+        if current is not None:
+            if content(current) == content(rule):
+                unchanged += 1
+                continue
+            if current.rule_key:
+                raise RuleError(
+                    f"{source}, rule {number}: rule {rule.id} is shipped with peachdw "
+                    f"({current.rule_key}); disable it and add your own rule instead."
+                )
+            updated += 1
+            if not dry_run:
+                _update_rule(conn, rule)
             continue
-        if not dry_run:
-            add_rule(conn, rule)
-        present.add(identity(rule))
+        if identity(rule) in present:
+            unchanged += 1
+            continue
         added += 1
-    return added, len(incoming) - added
+        present.add(identity(rule))
+        if not dry_run:
+            add_rule(conn, replace(rule, id=None))
+    return added, updated, unchanged
+
+
+def _update_rule(conn: sqlite3.Connection, rule: Rule) -> None:
+    assignments = ", ".join(
+        f"{name} = ?"
+        for name in (
+            "match_field",
+            "match_type",
+            "pattern",
+            *(slot_column(slot) for slot in SLOTS),
+            "priority",
+            "confidence",
+            "is_active",
+            "note",
+            "updated_at",
+        )
+    )
+    conn.execute(
+        f"UPDATE hierarchy_rules SET {assignments} WHERE id = ?",
+        (
+            rule.match_field,
+            rule.match_type,
+            rule.pattern,
+            *(rule.tiers.get(slot) for slot in SLOTS),
+            rule.priority,
+            rule.confidence,
+            int(rule.is_active),
+            rule.note,
+            utc_now(),
+            rule.id,
+        ),
+    )
