@@ -439,6 +439,9 @@ def test_hierarchy_test_explains_a_name_without_writing(tmp_path):
     assert "ExoClick" in network and "network.exoclick" in network
     assert "(?<![a-z0-9])" in result.stdout  # patterns shown as written, brackets too
     assert "confidence 0.96: ok" in result.stdout
+    geo = next(line for line in lines if "│   geo" in line)
+    assert "US" in geo and "targeting.geo.us" in geo
+    assert "Lookalike · US · Mobile" in result.stdout
     assert database.read_bytes() == before
 
 

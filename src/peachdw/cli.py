@@ -740,21 +740,28 @@ def hierarchy_test(ctx: click.Context, name: str) -> None:
     for column in ("tier", "value", "rule", "matched", "confidence"):
         # Patterns are shown whole, wrapped, never cut short with an ellipsis.
         table.add_column(column, overflow="fold")
+
+    def describe(rule: rules.Rule) -> tuple[str, str, str]:
+        label = f"{rule.id or ''} {rule.rule_key or ''}".strip()
+        return label, f"{rule.match_type} {rule.pattern}", f"{rule.confidence:g}"
+
     for tier in rules.TIERS:
         rule = by_id.get(mapping.rule_ids[tier]) or by_key.get(mapping.rule_keys[tier])
-        if rule is None:
+        parts = [
+            (slot, found)
+            for slot, found in mapping.parts.items()
+            if slot.startswith(f"{tier}.")
+        ]
+        if parts:
+            table.add_row(tier, mapping.tiers[tier], "joined from its parts:", "", "")
+            for slot, (value, part_rule) in parts:
+                table.add_row(f"  {slot.split('.', 1)[1]}", value, *describe(part_rule))
+        elif rule is None:
             table.add_row(
                 tier, mapping.tiers[tier], "fallback: no rule matched", "", "0"
             )
-            continue
-        label = f"{rule.id or ''} {rule.rule_key or ''}".strip()
-        table.add_row(
-            tier,
-            mapping.tiers[tier],
-            label,
-            f"{rule.match_type} {rule.pattern}",
-            f"{rule.confidence:g}",
-        )
+        else:
+            table.add_row(tier, mapping.tiers[tier], *describe(rule))
     console.print(table)
     verdict = "ok" if mapping.confidence >= LOW_CONFIDENCE else "needs a rule"
     console.print(f"confidence {mapping.confidence:.2f}: {verdict}")

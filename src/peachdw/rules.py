@@ -163,6 +163,8 @@ class CampaignMapping:
     rule_ids: dict[str, int | None]
     confidence: float
     rule_keys: dict[str, str | None] = field(default_factory=dict)
+    #: For a tier made of parts: each part found, with its value and the rule behind it.
+    parts: dict[str, tuple[str, Rule]] = field(default_factory=dict)
 
 
 class RuleSet:
@@ -285,6 +287,7 @@ def _compose(values: dict[str, str], winners: dict[str, Rule]) -> CampaignMappin
     tiers: dict[str, str] = {}
     rules_behind: dict[str, Rule | None] = {}
     confidences: dict[str, float] = {}
+    used_parts: dict[str, tuple[str, Rule]] = {}
     for tier in TIERS:
         whole = winners.get(tier)
         parts = [p for p in TIER_PARTS.get(tier, ()) if f"{tier}.{p}" in winners]
@@ -297,6 +300,11 @@ def _compose(values: dict[str, str], winners: dict[str, Rule]) -> CampaignMappin
             whole is None or best_part.priority > whole.priority
         ):
             tiers[tier] = PART_SEPARATOR.join(values[f"{tier}.{p}"] for p in parts)
+            for p in parts:
+                used_parts[f"{tier}.{p}"] = (
+                    values[f"{tier}.{p}"],
+                    winners[f"{tier}.{p}"],
+                )
             rules_behind[tier] = winners[f"{tier}.{parts[0]}"]
             confidences[tier] = sum(
                 winners[f"{tier}.{p}"].confidence for p in parts
@@ -315,6 +323,7 @@ def _compose(values: dict[str, str], winners: dict[str, Rule]) -> CampaignMappin
         rule_ids={t: r.id if r else None for t, r in rules_behind.items()},
         confidence=round(sum(confidences.values()) / len(TIERS), 4),
         rule_keys={t: r.rule_key if r else None for t, r in rules_behind.items()},
+        parts=used_parts,
     )
 
 
