@@ -572,3 +572,36 @@ def test_rule_commands_write_nothing_with_dry_run(tmp_path):
     # Without --dry-run the same command does write, so the comparison can fail.
     assert run(["hierarchy", "rules", "disable", "1"], tmp_path).returncode == 0
     assert stored_rules() != before
+
+
+def test_hierarchy_test_explains_a_stored_campaign_with_its_override(tmp_path):
+    run(["init"], tmp_path)
+    conn = sqlite3.connect(tmp_path / "data" / "datawarehouse.db")
+    conn.execute("INSERT INTO campaigns (id, name) VALUES (7, 'Mystery campaign')")
+    conn.commit()
+    added = run(
+        [
+            "hierarchy",
+            "rules",
+            "add",
+            "--type",
+            "campaign_id",
+            "--pattern",
+            "7",
+            "--set",
+            "network=Hand-picked",
+        ],
+        tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+
+    by_id = run(["hierarchy", "test", "--campaign-id", "7"], tmp_path)
+    assert by_id.returncode == 0, by_id.stderr
+    network = next(line for line in by_id.stdout.splitlines() if "│ network" in line)
+    assert "Hand-picked" in network and "campaign_id 7" in network
+
+    missing = run(["hierarchy", "test", "--campaign-id", "8"], tmp_path)
+    assert missing.returncode == 2
+    assert "no campaign 8" in missing.stderr
+    neither = run(["hierarchy", "test"], tmp_path)
+    assert neither.returncode == 2

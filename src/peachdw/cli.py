@@ -715,25 +715,50 @@ def hierarchy() -> None:
 
 @hierarchy.command("test")
 @global_options
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option(
+    "--campaign-id",
+    type=int,
+    help="Explain a stored campaign instead: its name, URLs and any override by id.",
+)
 @click.pass_context
-def hierarchy_test(ctx: click.Context, name: str) -> None:
+def hierarchy_test(
+    ctx: click.Context, name: str | None, campaign_id: int | None
+) -> None:
     """Show the tiers NAME would get, the rule behind each and the confidence.
 
-    Uses the rules in the database (read only) or, without one, the default rules.
+    Uses the rules in the database (read only) or, without one, the default rules. A
+    name alone knows nothing of a campaign's URLs or id: use --campaign-id for a stored
+    campaign, so rules on those fields and manual overrides show too.
     """
     _, settings = _setup(ctx)
+    if (name is None) == (campaign_id is None):
+        raise click.UsageError("Give a campaign NAME or --campaign-id, one of the two.")
     path = settings.database.path
+    campaign: dict[str, Any] = {"name": name}
     if path.exists():
         conn = db.connect_read_only(path)
         ruleset = rules.RuleSet(rules.stored_rules(conn))
+        if campaign_id is not None:
+            row = conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
+            found = row.fetchone()
+            if found is None:
+                raise click.BadParameter(
+                    f"no campaign {campaign_id} in {path}.", param_hint="--campaign-id"
+                )
+            campaign = dict(found)
+            name = campaign["name"]
         conn.close()
         source = f"rules in {path}"
     else:
+        if campaign_id is not None:
+            raise click.BadParameter(
+                f"there is no database at {path} yet.", param_hint="--campaign-id"
+            )
         ruleset = rules.RuleSet(rules.default_rules())
         source = "the default rules (no database yet)"
 
-    mapping = ruleset.map({"name": name})
+    mapping = ruleset.map(campaign)
     by_id = {rule.id: rule for rule in ruleset.rules if rule.id is not None}
     by_key = {rule.rule_key: rule for rule in ruleset.rules}
     table = Table(title=f"{name} ({source})")
