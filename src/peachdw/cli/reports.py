@@ -1,0 +1,222 @@
+"""Commands that read the warehouse: status and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from peachdw import db, rules
+from peachdw.cli.base import (
+    cli,
+    console,
+    global_options,
+    log,
+    parse_day,
+    setup,
+)
+from peachdw.config import Settings
+from peachdw.export import Period, default_path, export_csv, held_hours, report_rows
+from peachdw.hours import (
+    hour_text,
+    span_text,
+)
+from peachdw.status import collect_status
+from peachdw.sync import (
+    process_alive,
+)
+
+# -- status ---------------------------------------------------------------------------
+
+
+@cli.command()
+@global_options
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show the last syncs, the campaigns and the data the warehouse holds."""
+    _, settings = setup(ctx)
+    show_status(settings)
+
+
+def show_status(settings: Settings) -> None:
+    conn = db.open_warehouse(
+        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+    state = collect_status(conn)
+    conn.close()
+
+    overview = Table(title=f"Warehouse {settings.database.path}", show_header=False)
+    overview.add_row("schema version", str(state.schema_version))
+    overview.add_row(
+        "campaigns",
+        f"{state.campaigns_serving} serving, {state.campaigns_paused} paused, "
+        f"{state.campaigns_deleted} deleted",
+    )
+    overview.add_row("hourly rows", f"{state.hourly_rows:,}")
+    overview.add_row(
+        "hours held",
+        f"{hour_text(state.first_hour)} to {hour_text(state.latest_hour)}",
+    )
+    overview.add_row(
+        "hierarchy",
+        f"{state.mapped} mapped, {len(state.unmapped)} to check (listed below)",
+    )
+    console.print(overview)
+
+    syncs = Table(title="Last syncs")
+    for column in (
+        "id",
+        "type",
+        "status",
+        "started",
+        "rows new/changed/same/rejected",
+        "restated back to",
+        "API calls/retries",
+    ):
+        syncs.add_column(column)
+    for row in state.syncs:
+        syncs.add_row(
+            str(row["id"]),
+            row["sync_type"],
+            row["status"],
+            row["started_at"],
+            f"{row['records_inserted']}/{row['records_updated']}/"
+            f"{row['records_unchanged']}/{row['records_rejected']}",
+            hour_text(row["restated_oldest_hour"]),
+            f"{row['api_calls']}/{row['api_retries']}",
+        )
+    console.print(syncs)
+    latest = state.syncs[0] if state.syncs else None
+    if latest and latest["status"] == "running" and not process_alive(latest["pid"]):
+        console.print(
+            f"Sync {latest['id']} is marked running but its process {latest['pid']} is "
+            "gone; the next sync marks it interrupted and keeps its finished windows."
+        )
+    elif latest and latest["status"] not in ("success", "running"):
+        console.print(
+            f"Last sync {latest['id']} ({latest['status']}): {latest['error_message']}"
+        )
+
+    if state.rejections:
+        rejected = Table(
+            title="Rows the last sync rejected, by field (see rejected_rows)"
+        )
+        rejected.add_column("field or reason")
+        rejected.add_column("rows", justify="right")
+        for reason, count in state.rejections:
+            rejected.add_row(reason, str(count))
+        console.print(rejected)
+
+    if state.unmapped:
+        console.print(
+            campaigns_table(
+                state.unmapped[:20],
+                "Campaigns to check: a tier Unknown or confidence under 0.8, "
+                "most sessions first (first 20; all: peachdw hierarchy unmapped)",
+            )
+        )
+
+
+def campaigns_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("id", "name", "sessions", "confidence", "unknown tiers"):
+        table.add_column(column)
+    for row in rows:
+        missing = [
+            t for t in rules.TIERS if (row.get(t) or rules.FALLBACK) == rules.FALLBACK
+        ]
+        confidence = row["mapping_confidence"]
+        table.add_row(
+            str(row["id"]),
+            row["name"],
+            f"{row['sessions']:,}",
+            "-" if confidence is None else f"{confidence:.2f}",
+            ", ".join(missing),
+        )
+    return table
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+@cli.command()
+@global_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv"]),
+    default="csv",
+    show_default=True,
+    help="Report format.",
+)
+@click.option("--daily", is_flag=True, help="One row per campaign and UTC day.")
+@click.option("--start-date", help="First UTC day, YYYY-MM-DD (default: first held).")
+@click.option(
+    "--end-date", help="Last UTC day, YYYY-MM-DD, inclusive (default: latest)."
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="File to write, replaced if it exists; - for standard output "
+    "(default: a dated file under export.directory).",
+)
+@click.pass_context
+def export(
+    ctx: click.Context,
+    fmt: str,
+    daily: bool,
+    start_date: str | None,
+    end_date: str | None,
+    output: Path | None,
+) -> None:
+    """Write a report of campaign totals, with their hierarchy tiers."""
+    options, settings = setup(ctx)
+    period = Period(
+        parse_day(start_date, "--start-date"), parse_day(end_date, "--end-date")
+    )
+    if period.start and period.end and period.start > period.end:
+        raise click.BadParameter("--start-date is after --end-date.")
+    run_export(settings, period, daily=daily, output=output, dry_run=options.dry_run)
+
+
+def run_export(
+    settings: Settings,
+    period: Period,
+    *,
+    daily: bool,
+    output: Path | None,
+    dry_run: bool,
+    fmt: str = "csv",
+) -> None:
+    report = "daily" if daily else "summary"
+    output = output or default_path(settings.export.directory, report, period)
+    conn = db.open_warehouse(
+        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+
+    # With the report on standard output, everything else goes to stderr.
+    say = Console(stderr=True, highlight=False) if str(output) == "-" else console
+    first, last = held_hours(conn, period)
+    if first is None:
+        everything = held_hours(conn, Period())
+        held = (
+            span_text(everything[0], everything[1] + 1) if everything[0] else "nothing"
+        )
+        log.warning("No hourly data in this period; the warehouse holds %s.", held)
+
+    if dry_run:
+        _, rows = report_rows(conn, period, daily=daily)
+        count = sum(1 for _ in rows)
+        say.print(f"Would write {count} {report} rows as {fmt.upper()} to {output}.")
+        return
+
+    result = export_csv(conn, daily=daily, period=period, output=output)
+    conn.close()
+    covered = f"hours {span_text(first, last + 1)}" if first is not None else "no hours"
+    say.print(
+        f"Wrote {result.rows} {report} rows ({covered}) to {result.path} "
+        f"in {result.seconds:.2f} s (export {result.export_id})."
+    )

@@ -1,0 +1,302 @@
+"""Commands that fill the warehouse: init, sync and sync-historical."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from datetime import date
+from typing import Any
+
+import click
+from rich.table import Table
+
+from peachdw import db, rules
+from peachdw.cli.base import (
+    cli,
+    console,
+    global_options,
+    log,
+    make_client,
+    open_db,
+    parse_day,
+    setup,
+)
+from peachdw.config import Settings
+from peachdw.errors import SyncError
+from peachdw.hours import (
+    current_hour,
+    day_start_hour,
+    days_to_hours,
+    hour_text,
+    month_days,
+    parse_month,
+    span_text,
+)
+from peachdw.lock import SyncLock
+from peachdw.progress import WindowProgress
+from peachdw.sync import (
+    SyncOptions,
+    SyncResult,
+    mark_interrupted,
+    plan_historical,
+    run_sync,
+)
+
+# -- init -----------------------------------------------------------------------------
+
+
+@cli.command()
+@global_options
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the database, or upgrade it in place, and load the default rules."""
+    options, settings = setup(ctx)
+    path = settings.database.path
+    newest = db.migrations()[-1].version
+
+    if options.dry_run:
+        current = db.schema_version(db.connect(path)) if path.exists() else 0
+        pending = [m for m in db.migrations() if m.version > current]
+        console.print(
+            f"Would bring {path} from schema version {current} to {newest} "
+            f"({len(pending)} migration(s)) and load the default hierarchy rules."
+        )
+        return
+
+    conn = db.connect(path, busy_timeout_ms=settings.database.busy_timeout_ms)
+    applied = db.migrate(conn)
+    with db.transaction(conn):
+        inserted, updated = rules.load_default_rules(conn)
+    conn.close()
+    console.print(
+        f"Database ready at {path} (schema version {newest}; "
+        f"{len(applied)} migration(s) applied). Default rules: {inserted} added, "
+        f"{updated} updated."
+    )
+
+
+# -- sync -----------------------------------------------------------------------------
+
+
+@cli.command()
+@global_options
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Re-read from sync.start_date (or sync.initial_days ago), not from the last sync.",
+)
+@click.pass_context
+def sync(ctx: click.Context, full: bool) -> None:
+    """Pull campaigns and hourly metrics from the API into the warehouse."""
+    options, settings = setup(ctx)
+    start_date = settings.sync.start_date
+    sync_options = _sync_options(
+        settings,
+        dry_run=options.dry_run,
+        full=full,
+        full_start_hour=day_start_hour(start_date, settings.reporting.zone())
+        if start_date
+        else None,
+    )
+    _run(settings, sync_options, "peachdw sync")
+
+
+@cli.command("sync-historical")
+@global_options
+@click.option("--start-date", help="First day to load, YYYY-MM-DD.")
+@click.option("--end-date", help="Last day to load, YYYY-MM-DD, inclusive.")
+@click.option("--month", help="A whole month instead of dates: August, aug or 8.")
+@click.option("--year", type=click.IntRange(2000, 2100), help="The year of --month.")
+@click.option("--campaign-id", type=click.IntRange(1), help="Load one campaign only.")
+@click.option(
+    "--test-batches", type=click.IntRange(1), help="Stop after this many windows."
+)
+@click.option(
+    "--resume", is_flag=True, help="Skip windows already done; retry failed ones."
+)
+@click.pass_context
+def sync_historical(
+    ctx: click.Context,
+    start_date: str | None,
+    end_date: str | None,
+    month: str | None,
+    year: int | None,
+    campaign_id: int | None,
+    test_batches: int | None,
+    resume: bool,
+) -> None:
+    """Load a range of past days, window by window; stop it any time, --resume it later.
+
+    Days are cut in reporting.timezone (UTC by default). Each window of at most 168 hours
+    is written with its ledger entry in one transaction, so a run that is killed or fails
+    keeps every finished window, and --resume reads only what is missing.
+    """
+    options, settings = setup(ctx)
+    first, last = _backfill_days(start_date, end_date, month, year)
+    start_hour, end_hour = days_to_hours(first, last, settings.reporting.zone())
+    if end_hour > current_hour():
+        log.info(
+            "%s is not over yet: loading up to the last complete hour, %s.",
+            last,
+            hour_text(current_hour() - 1),
+        )
+        end_hour = current_hour()
+    if end_hour <= start_hour:
+        raise click.BadParameter(
+            f"{first} is not in the past yet; nothing to load.", param_hint="dates"
+        )
+
+    sync_options = _sync_options(
+        settings, dry_run=options.dry_run, test_batches=test_batches
+    )
+    _run(
+        settings,
+        sync_options,
+        "peachdw sync-historical",
+        historical=(start_hour, end_hour, campaign_id, resume),
+    )
+
+
+def _backfill_days(
+    start_date: str | None, end_date: str | None, month: str | None, year: int | None
+) -> tuple[date, date]:
+    if month or year:
+        if start_date or end_date:
+            raise click.UsageError(
+                "Give --month and --year, or --start-date and --end-date."
+            )
+        if not (month and year):
+            raise click.UsageError("--month needs --year, and --year needs --month.")
+        try:
+            return month_days(year, parse_month(month))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--month") from None
+
+    first = parse_day(start_date, "--start-date")
+    last = parse_day(end_date, "--end-date")
+    if first is None or last is None:
+        raise click.UsageError(
+            "Say what to load: --start-date and --end-date, or --month and --year."
+        )
+    if first > last:
+        raise click.BadParameter("--start-date is after --end-date.")
+    return first, last
+
+
+def _sync_options(settings: Settings, **overrides: Any) -> SyncOptions:
+    return SyncOptions(
+        lookback_hours=settings.sync.lookback_hours,
+        initial_days=settings.sync.initial_days,
+        window_hours=settings.sync.window_hours,
+        **overrides,
+    )
+
+
+def _run(
+    settings: Settings,
+    sync_options: SyncOptions,
+    command: str,
+    *,
+    historical: tuple[int, int, int | None, bool] | None = None,
+) -> None:
+    """Take the lock, plan, sync with progress, print the summary; raise on failure."""
+    client = make_client(settings)
+    with ExitStack() as stack:
+        if not sync_options.dry_run:
+            # One writer at a time; a second one is refused at once, having changed nothing.
+            stack.enter_context(SyncLock(settings.database.path, command))
+        conn = open_db(settings, dry_run=sync_options.dry_run)
+        stack.callback(conn.close)
+        stack.enter_context(client)
+        if not sync_options.dry_run:
+            mark_interrupted(conn, all_running=True)
+
+        plan = None
+        if historical:
+            start_hour, end_hour, campaign_id, resume = historical
+            plan = plan_historical(
+                conn,
+                start_hour,
+                end_hour,
+                window_hours=settings.sync.window_hours,
+                campaign_id=campaign_id,
+                resume=resume,
+            )
+        with WindowProgress(client.stats) as progress:
+            result = run_sync(
+                conn, client, sync_options, plan=plan, on_window=progress.update
+            )
+
+    print_sync(result)
+    if result.status != "success":
+        rerun = (
+            "Run the same `peachdw sync-historical` with --resume to read what is missing."
+            if historical
+            else "Run `peachdw sync` again; it picks up where this one stopped."
+        )
+        error = SyncError(_sync_failure(result, rerun))
+        if result.status == "interrupted":
+            error.exit_code = 130  # the shell's code for a run stopped by Ctrl-C
+        raise error
+
+
+def _sync_failure(result: SyncResult, rerun: str) -> str:
+    name = f"Sync {result.sync_id}" if result.sync_id else "The dry run"
+    message = f"{name} ended {result.status}: {result.error_message}"
+    if result.windows_done:
+        message += " Finished windows are kept."
+    if result.retry_may_help:
+        message += f" {rerun}"
+    return message
+
+
+def print_sync(result: SyncResult) -> None:
+    if result.status == "failed" and not result.windows_done:
+        return  # nothing was fetched; the one-line error says why
+    title = "Dry run, nothing written" if result.dry_run else f"Sync {result.sync_id}"
+    verb = "would be " if result.dry_run else ""
+    counts = result.counts
+    rows = [
+        ("hours", span_text(result.window_start_hour, result.window_end_hour)),
+        (
+            "windows",
+            f"{result.windows_done} done, {len(result.failed_windows)} failed, "
+            f"{result.windows_skipped} already done before"
+            + (f", campaign {result.campaign_id} only" if result.campaign_id else ""),
+        ),
+        (
+            "campaigns",
+            f"{counts['campaigns_seen']} listed, {counts['campaigns_inserted']} new, "
+            f"{counts['campaigns_updated']} changed, {counts['campaigns_deleted']} deleted",
+        ),
+        ("hourly rows received", str(counts["records_processed"])),
+        (f"{verb}inserted", str(counts["records_inserted"])),
+        (
+            f"{verb}updated",
+            f"{counts['records_updated']} ({counts['records_zeroed']} back to zero)",
+        ),
+        ("restated (stored hours the API changed)", str(counts["records_restated"])),
+        ("unchanged", str(counts["records_unchanged"])),
+        ("rejected", str(counts["records_rejected"])),
+        (
+            "duplicates / out of window",
+            f"{counts['records_duplicate']} / {counts['records_out_of_window']}",
+        ),
+        ("campaigns mapped", str(result.campaigns_mapped)),
+        ("API calls / retries", f"{result.api_calls} / {result.api_retries}"),
+        ("time", f"{result.seconds:.1f} s"),
+    ]
+    rows += [("rejected, e.g.", example) for example in result.rejection_examples]
+    rows += [
+        ("failed window", f"{span_text(w.start_hour, w.end_hour)}: {w.error}")
+        for w in result.failed_windows
+    ]
+
+    if result.restated_oldest_hour is not None:
+        rows.append(("oldest restated hour", hour_text(result.restated_oldest_hour)))
+    if result.note:
+        rows.append(("note", result.note))
+
+    table = Table(title=f"{title} ({result.status})", show_header=False)
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
