@@ -533,26 +533,39 @@ def add_rule(conn: sqlite3.Connection, rule: Rule) -> int:
     """Store a user's rule after checking it; returns its id."""
     _check(rule)
     now = utc_now()
+    columns = ["rule_key", *_RULE_COLUMNS, "created_at", "updated_at"]
     cursor = conn.execute(
-        "INSERT INTO hierarchy_rules (rule_key, match_field, match_type, pattern, "
-        + ", ".join(slot_column(slot) for slot in SLOTS)
-        + ", priority, confidence, is_active, note, created_at, updated_at) "
-        f"VALUES ({', '.join('?' * (len(SLOTS) + 10))})",
-        (
-            rule.rule_key,
-            rule.match_field,
-            rule.match_type,
-            rule.pattern,
-            *(rule.tiers.get(slot) for slot in SLOTS),
-            rule.priority,
-            rule.confidence,
-            int(rule.is_active),
-            rule.note,
-            now,
-            now,
-        ),
+        f"INSERT INTO hierarchy_rules ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))})",
+        (rule.rule_key, *_rule_values(rule), now, now),
     )
     return int(cursor.lastrowid)
+
+
+#: The columns of `hierarchy_rules` that a rule's content fills, in `_rule_values` order.
+_RULE_COLUMNS = (
+    "match_field",
+    "match_type",
+    "pattern",
+    *(slot_column(slot) for slot in SLOTS),
+    "priority",
+    "confidence",
+    "is_active",
+    "note",
+)
+
+
+def _rule_values(rule: Rule) -> tuple[Any, ...]:
+    return (
+        rule.match_field,
+        rule.match_type,
+        rule.pattern,
+        *(rule.tiers.get(slot) for slot in SLOTS),
+        rule.priority,
+        rule.confidence,
+        int(rule.is_active),
+        rule.note,
+    )
 
 
 def _check(rule: Rule) -> None:
@@ -789,32 +802,8 @@ def import_rules(
 
 
 def _update_rule(conn: sqlite3.Connection, rule: Rule) -> None:
-    assignments = ", ".join(
-        f"{name} = ?"
-        for name in (
-            "match_field",
-            "match_type",
-            "pattern",
-            *(slot_column(slot) for slot in SLOTS),
-            "priority",
-            "confidence",
-            "is_active",
-            "note",
-            "updated_at",
-        )
-    )
+    assignments = ", ".join(f"{name} = ?" for name in (*_RULE_COLUMNS, "updated_at"))
     conn.execute(
         f"UPDATE hierarchy_rules SET {assignments} WHERE id = ?",
-        (
-            rule.match_field,
-            rule.match_type,
-            rule.pattern,
-            *(rule.tiers.get(slot) for slot in SLOTS),
-            rule.priority,
-            rule.confidence,
-            int(rule.is_active),
-            rule.note,
-            utc_now(),
-            rule.id,
-        ),
+        (*_rule_values(rule), utc_now(), rule.id),
     )
