@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import sqlite3
@@ -605,3 +606,52 @@ def test_hierarchy_test_explains_a_stored_campaign_with_its_override(tmp_path):
     assert "no campaign 8" in missing.stderr
     neither = run(["hierarchy", "test"], tmp_path)
     assert neither.returncode == 2
+
+
+def test_status_check_is_quiet_when_fresh_and_names_each_problem(tmp_path, live_api):
+    env = {"PEACHAI_API_TOKEN": TOKEN}
+    assert run(["sync", "--api-url", live_api.url], tmp_path, env=env).returncode == 0
+    fresh = run(["status", "--check"], tmp_path)
+    assert fresh.returncode == 0, fresh.stdout
+    assert fresh.stdout.startswith("OK:")
+
+    failed = run(
+        ["sync", "--api-url", live_api.url],
+        tmp_path,
+        env={"PEACHAI_API_TOKEN": "wrong-token-xyz"},
+    )
+    assert failed.returncode == 1
+    stale = run(
+        ["status", "--check"], tmp_path, env={"PEACHDW_QUALITY_MAX_LAG_HOURS": "1"}
+    )
+    problems = [
+        line for line in stale.stdout.splitlines() if line.startswith("PROBLEM")
+    ]
+    assert stale.returncode == 1
+    assert len(problems) == 1
+    assert "ended failed" in problems[0] and "HTTP 401" in problems[0]
+
+
+def test_status_check_names_stale_data(tmp_path):
+    from sandbox_helpers import FROZEN
+
+    with SandboxServer(Dataset(seed=12, campaigns=10, now=FROZEN), TOKEN) as api:
+        args = [
+            "sync-historical",
+            "--start-date",
+            "2025-07-01",
+            "--end-date",
+            "2025-07-02",
+            "--api-url",
+            api.url,
+        ]
+        assert run(args, tmp_path, env={"PEACHAI_API_TOKEN": TOKEN}).returncode == 0
+    result = run(["status", "--check"], tmp_path)
+    assert result.returncode == 1
+    assert "PROBLEM: Data is" in result.stdout
+    assert "more than quality.max_lag_hours (26)" in result.stdout
+
+    as_json = run(["status", "--json"], tmp_path)
+    document = json.loads(as_json.stdout)
+    assert document["syncs"][0]["sync_type"] == "historical"
+    assert document["hourly_rows"] > 0

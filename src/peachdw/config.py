@@ -110,12 +110,18 @@ class ExportSettings(_Section):
     directory: Path = Path("exports")
 
 
+class QualitySettings(_Section):
+    # `status --check` fails when the newest synced hour is older than this.
+    max_lag_hours: int = Field(26, ge=1)
+
+
 class Settings(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     # Where the API token came from, for messages that must not show the token itself.
     _token_source: str = PrivateAttr("none")

@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from peachdw.hours import hour_text
 from peachdw.rules import FALLBACK, TIERS
 from peachdw.sync import LEDGER_COUNTERS
 
@@ -81,6 +82,39 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
         mapped=mapped,
         rejections=rejections,
     )
+
+
+def check_problems(
+    conn: sqlite3.Connection, *, max_lag_hours: int, now_hour: int
+) -> list[str]:
+    """One sentence per reason to alert: stale data, or a last sync that did not succeed.
+
+    Freshness is the end of the newest finished window of any sync, so a campaign with no
+    traffic does not look stale.
+    """
+    problems = []
+    latest = conn.execute(
+        "SELECT id, status, error_message FROM sync_history ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if latest is None:
+        return ["No sync has run yet: run `peachdw sync`."]
+    if latest["status"] not in ("success", "running"):
+        problems.append(
+            f"The last sync ({latest['id']}) ended {latest['status']}: "
+            f"{latest['error_message'] or 'no reason recorded'}"
+        )
+
+    synced_to = conn.execute(
+        "SELECT max(end_hour) FROM sync_windows WHERE status = 'done'"
+    ).fetchone()[0]
+    if synced_to is None:
+        problems.append("No hour has been synced yet: run `peachdw sync`.")
+    elif now_hour - synced_to > max_lag_hours:
+        problems.append(
+            f"Data is {now_hour - synced_to} hours old (newest synced hour ends "
+            f"{hour_text(synced_to)}), more than quality.max_lag_hours ({max_lag_hours})."
+        )
+    return problems
 
 
 def campaigns_to_check(

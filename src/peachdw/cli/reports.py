@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,11 @@ from peachdw.cli.base import (
 from peachdw.config import Settings
 from peachdw.export import Period, default_path, export_csv, held_hours, report_rows
 from peachdw.hours import (
+    current_hour,
     hour_text,
     span_text,
 )
-from peachdw.status import collect_status
+from peachdw.status import check_problems, collect_status
 from peachdw.sync import (
     process_alive,
 )
@@ -34,11 +37,33 @@ from peachdw.sync import (
 
 @cli.command()
 @global_options
+@click.option(
+    "--check",
+    is_flag=True,
+    help="For cron: print one line per problem and exit 1 if there is any.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_context
-def status(ctx: click.Context) -> None:
+def status(ctx: click.Context, check: bool, as_json: bool) -> None:
     """Show the last syncs, the campaigns and the data the warehouse holds."""
     _, settings = setup(ctx)
-    show_status(settings)
+    if as_json:
+        conn = db.open_warehouse(settings.database.path)
+        click.echo(json.dumps(dataclasses.asdict(collect_status(conn)), indent=2))
+        conn.close()
+    elif not check:
+        show_status(settings)
+    if check:
+        conn = db.open_warehouse(settings.database.path)
+        problems = check_problems(
+            conn, max_lag_hours=settings.quality.max_lag_hours, now_hour=current_hour()
+        )
+        conn.close()
+        for problem in problems:
+            click.echo(f"PROBLEM: {problem}")
+        if problems:
+            ctx.exit(1)
+        click.echo("OK: the last sync succeeded and the data is fresh.")
 
 
 def show_status(settings: Settings) -> None:
