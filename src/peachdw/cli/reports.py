@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ def status(ctx: click.Context, check: bool, as_json: bool) -> None:
             click.echo(f"PROBLEM: {problem}")
         if problems:
             ctx.exit(1)
-        click.echo("OK: the last sync succeeded and the data is fresh.")
+        # Silent under cron, so that any mail it sends is an alert.
+        if sys.stdout.isatty():
+            click.echo("OK: the last sync succeeded and the data is fresh.")
 
 
 def show_status(settings: Settings) -> None:
