@@ -21,7 +21,7 @@ from pathlib import Path
 from peachdw import loader, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
-from peachdw.errors import ApiError, PeachDWError, SyncError
+from peachdw.errors import ApiError, SyncError
 from peachdw.hours import current_hour, span_text
 from peachdw.records import MetricsWindow
 
@@ -666,4 +666,12 @@ def _close_sync_row(conn: sqlite3.Connection, result: SyncResult) -> None:
         ) from exc
 
 
-__all__ = ["PeachDWError", "SyncOptions", "SyncResult", "plan_range", "run_sync"]
+__all__ = [
+    "SyncOptions",
+    "SyncPlan",
+    "SyncResult",
+    "mark_interrupted",
+    "plan_historical",
+    "plan_incremental",
+    "run_sync",
+]
