@@ -6,11 +6,21 @@ from pathlib import Path
 import pytest
 
 from peachdw import db, rules
+from peachdw.sandbox import SandboxServer
 
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "warehouse.db"
+
+
+@pytest.fixture
+def api(dataset):
+    """The sandbox over HTTP, serving the test module's `dataset` fixture."""
+    from sandbox_helpers import TOKEN
+
+    with SandboxServer(dataset, TOKEN) as server:
+        yield server
 
 
 @pytest.fixture

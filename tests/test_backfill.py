@@ -21,12 +21,6 @@ def dataset():
     return Dataset(seed=21, campaigns=40, now=FROZEN)
 
 
-@pytest.fixture
-def api(dataset):
-    with SandboxServer(dataset, TOKEN) as server:
-        yield server
-
-
 def backfill(
     conn, url, span=JULY, *, resume=False, campaign_id=None, options=None, client=None
 ):

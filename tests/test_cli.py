@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from sandbox_helpers import TOKEN, stored_hours
+from sandbox_helpers import FROZEN, TOKEN, stored_hours
 
 from peachdw.cli import cli
 from peachdw.sandbox import Dataset, FaultPlan, SandboxServer
@@ -403,8 +403,6 @@ def test_sync_historical_says_what_is_wrong_with_its_range(tmp_path, args, messa
 
 
 def test_sync_historical_month_logs_each_window_and_resume_reads_nothing(tmp_path):
-    from sandbox_helpers import FROZEN
-
     with SandboxServer(Dataset(seed=8, campaigns=20, now=FROZEN), TOKEN) as api:
         args = [
             "sync-historical",
@@ -473,8 +471,6 @@ def test_export_into_a_pipe_closed_early_is_quiet(synced):
 
 
 def test_backfill_of_an_unknown_campaign_fails_clearly(tmp_path):
-    from sandbox_helpers import FROZEN
-
     with SandboxServer(Dataset(seed=9, campaigns=10, now=FROZEN), TOKEN) as api:
         result = run(
             [
@@ -633,8 +629,6 @@ def test_status_check_is_quiet_when_fresh_and_names_each_problem(tmp_path, live_
 
 
 def test_status_check_names_stale_data(tmp_path):
-    from sandbox_helpers import FROZEN
-
     with SandboxServer(Dataset(seed=12, campaigns=10, now=FROZEN), TOKEN) as api:
         args = [
             "sync-historical",

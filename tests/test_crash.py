@@ -44,6 +44,16 @@ def wait_for(condition, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+def start_held(args, folder: Path, point: str) -> subprocess.Popen:
+    """Start a sync that stops at `point` (see peachdw.sync.hold); return it once there."""
+    marker = folder / "held"
+    process = start(
+        args, folder, PEACHDW_TEST_HOLD=point, PEACHDW_TEST_HOLD_FILE=str(marker)
+    )
+    wait_for(marker.exists)
+    return process
+
+
 def database(folder: Path) -> sqlite3.Connection:
     return sqlite3.connect(folder / "data" / "datawarehouse.db")
 
@@ -62,7 +72,6 @@ def clean_load(tmp_path_factory):
 
 @pytest.mark.parametrize("moment", ["during-fetch", "window-write", "between-windows"])
 def test_kill_then_resume_equals_an_uninterrupted_load(tmp_path, clean_load, moment):
-    marker = tmp_path / "held"
     dataset = Dataset(seed=31, campaigns=40, now=FROZEN)
     with SandboxServer(dataset, TOKEN) as api:
         args = ["sync-historical", *DAYS, "--api-url", api.url]
@@ -71,13 +80,7 @@ def test_kill_then_resume_equals_an_uninterrupted_load(tmp_path, clean_load, mom
             process = start(args, tmp_path)
             wait_for(lambda: api.requests["/admin/metrics"] >= 4)
         else:
-            process = start(
-                args,
-                tmp_path,
-                PEACHDW_TEST_HOLD=f"{moment}:4",
-                PEACHDW_TEST_HOLD_FILE=str(marker),
-            )
-            wait_for(marker.exists)
+            process = start_held(args, tmp_path, f"{moment}:4")
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         api.latency = 0
@@ -161,15 +164,12 @@ def test_a_second_sync_is_refused_at_once_and_readers_keep_working(tmp_path):
 
 
 def test_ctrl_c_ends_the_sync_interrupted_with_a_resume_hint(tmp_path):
-    marker = tmp_path / "held"
     with SandboxServer(Dataset(seed=34, campaigns=20, now=FROZEN), TOKEN) as api:
-        process = start(
+        process = start_held(
             ["sync-historical", *DAYS, "--api-url", api.url],
             tmp_path,
-            PEACHDW_TEST_HOLD="between-windows:2",
-            PEACHDW_TEST_HOLD_FILE=str(marker),
+            "between-windows:2",
         )
-        wait_for(marker.exists)
         process.send_signal(signal.SIGINT)
         code, out, err = finish(process)
 
@@ -186,15 +186,12 @@ def test_ctrl_c_ends_the_sync_interrupted_with_a_resume_hint(tmp_path):
 
 
 def test_status_names_a_sync_whose_process_is_gone(tmp_path):
-    marker = tmp_path / "held"
     with SandboxServer(Dataset(seed=35, campaigns=20, now=FROZEN), TOKEN) as api:
-        process = start(
+        process = start_held(
             ["sync-historical", *DAYS, "--api-url", api.url],
             tmp_path,
-            PEACHDW_TEST_HOLD="between-windows:3",
-            PEACHDW_TEST_HOLD_FILE=str(marker),
+            "between-windows:3",
         )
-        wait_for(marker.exists)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
 

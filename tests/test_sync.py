@@ -25,12 +25,6 @@ def dataset():
     return Dataset(seed=11, campaigns=60, now=FROZEN)
 
 
-@pytest.fixture
-def api(dataset):
-    with SandboxServer(dataset, TOKEN) as server:
-        yield server
-
-
 def sync(conn, url, *, now=FROZEN_TS, options=None, **client_kwargs):
     with make_client(url, **client_kwargs) as client:
         return run_sync(conn, client, options or SyncOptions(), now=now)

@@ -63,20 +63,38 @@ _DELETE_HOURLY = "DELETE FROM hourly_data WHERE campaign_id = ? AND unix_hour = 
 class HourlyPlan:
     """What writing one window would do, decided before anything is written."""
 
-    #: Hours not stored yet, and stored hours whose values changed.
+    #: Hours not stored yet, stored hours whose values changed, and stored hours the
+    #: window now reads as zeros.
     inserts: list[Row] = field(default_factory=list)
     updates: list[Row] = field(default_factory=list)
     deletes: list[tuple[int, int]] = field(default_factory=list)
-    inserted: int = 0
-    updated: int = 0
     unchanged: int = 0
+    #: Rows the response itself rejected, and rows for campaigns the listing lacks.
+    window_rejected: list[Rejection] = field(default_factory=list)
     unknown_campaign: list[Rejection] = field(default_factory=list)
     #: The oldest stored hour this window changes (updates or zeroes), if any.
     oldest_changed_hour: int | None = None
 
     @property
+    def inserted(self) -> int:
+        return len(self.inserts)
+
+    @property
+    def updated(self) -> int:
+        return len(self.updates)
+
+    @property
     def zeroed(self) -> int:
         return len(self.deletes)
+
+    @property
+    def changed(self) -> int:
+        """Stored hours this window changes: restatements by the API."""
+        return len(self.updates) + len(self.deletes)
+
+    @property
+    def rejected(self) -> list[Rejection]:
+        return [*self.window_rejected, *self.unknown_campaign]
 
 
 @dataclass
@@ -100,7 +118,7 @@ def plan_hourly(
     stored hour that the window no longer carries (and did not reject) is deleted, for the
     campaigns the window reports on.
     """
-    plan = HourlyPlan()
+    plan = HourlyPlan(window_rejected=window.rejected)
     stored = _stored_hours(conn, window)
     rows = window.rows
     if not known_campaigns.issuperset({row[0] for row in rows}):
@@ -109,8 +127,7 @@ def plan_hourly(
     if not stored:
         # A window read for the first time: every hour with activity is new.
         plan.inserts = [row for row in rows if row[2:] != _ZERO]
-        plan.inserted = len(plan.inserts)
-        plan.unchanged = len(rows) - plan.inserted
+        plan.unchanged = len(rows) - len(plan.inserts)
         return plan
 
     changed_hours = []
@@ -121,12 +138,10 @@ def plan_hourly(
         if previous == values or (previous is None and values == _ZERO):
             plan.unchanged += 1
         elif previous is None:
-            plan.inserted += 1
             plan.inserts.append(row)
         elif values == _ZERO:
             plan.deletes.append(key)
         else:
-            plan.updated += 1
             plan.updates.append(row)
             changed_hours.append(row[1])
 

@@ -23,7 +23,6 @@ from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
 from peachdw.hours import current_hour, span_text
-from peachdw.records import MetricsWindow
 
 log = logging.getLogger(__name__)
 
@@ -499,9 +498,7 @@ def _sync_window(
             plan = loader.plan_hourly(conn, window, known)
             loader.apply_hourly(conn, plan, result.sync_id)
             hold("window-write")
-            loader.record_rejections(
-                conn, result.sync_id, [*window.rejected, *plan.unknown_campaign]
-            )
+            loader.record_rejections(conn, result.sync_id, plan.rejected)
             loader.record_drift(
                 conn, "/admin/metrics", window.unknown_fields, result.sync_id
             )
@@ -510,13 +507,13 @@ def _sync_window(
                 result,
                 start_hour,
                 end_hour,
-                (window, plan),
+                plan,
                 "done",
                 None,
                 attempts=client.stats.calls - calls_before,
             )
 
-    rejected = [*window.rejected, *plan.unknown_campaign]
+    rejected = plan.rejected
     if rejected:
         examples = [
             f"campaign {r.campaign_id} hour {r.unix_hour}: {r.reason}"
@@ -533,18 +530,18 @@ def _sync_window(
     counts = result.counts
     counts["records_processed"] += window.received
     counts["records_inserted"] += plan.inserted
-    counts["records_updated"] += plan.updated + plan.zeroed
+    counts["records_updated"] += plan.changed
     counts["records_zeroed"] += plan.zeroed
     # A stored hour the API changed is a restatement; how old it is tells how far back
     # the API still changes numbers.
-    counts["records_restated"] += plan.updated + plan.zeroed
+    counts["records_restated"] += plan.changed
     if plan.oldest_changed_hour is not None and (
         result.restated_oldest_hour is None
         or plan.oldest_changed_hour < result.restated_oldest_hour
     ):
         result.restated_oldest_hour = plan.oldest_changed_hour
     counts["records_unchanged"] += plan.unchanged
-    counts["records_rejected"] += len(window.rejected) + len(plan.unknown_campaign)
+    counts["records_rejected"] += len(rejected)
     counts["records_duplicate"] += window.duplicates
     counts["records_out_of_window"] += window.out_of_window
     result.windows_done += 1
@@ -554,9 +551,9 @@ def _sync_window(
         span_text(start_hour, end_hour),
         window.received,
         plan.inserted,
-        plan.updated + plan.zeroed,
+        plan.changed,
         plan.unchanged,
-        len(window.rejected) + len(plan.unknown_campaign),
+        len(rejected),
     )
     return True
 
@@ -566,13 +563,12 @@ def _record_window(
     result: SyncResult,
     start_hour: int,
     end_hour: int,
-    loaded: tuple[MetricsWindow, loader.HourlyPlan] | None,
+    plan: loader.HourlyPlan | None,
     status: str,
     error: str | None,
     *,
     attempts: int,
 ) -> None:
-    window, plan = loaded if loaded else (None, None)
     conn.execute(
         "INSERT INTO sync_windows (sync_id, start_hour, end_hour, campaign_id, status, "
         "records_inserted, records_updated, records_unchanged, records_rejected, "
@@ -585,9 +581,9 @@ def _record_window(
             result.campaign_id,
             status,
             plan.inserted if plan else 0,
-            plan.updated + plan.zeroed if plan else 0,
+            plan.changed if plan else 0,
             plan.unchanged if plan else 0,
-            len(window.rejected) + len(plan.unknown_campaign) if plan and window else 0,
+            len(plan.rejected) if plan else 0,
             max(attempts, 1),
             error,
             utc_now(),
