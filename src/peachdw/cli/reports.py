@@ -48,25 +48,31 @@ from peachdw.sync import (
 def status(ctx: click.Context, check: bool, as_json: bool) -> None:
     """Show the last syncs, the campaigns and the data the warehouse holds."""
     _, settings = setup(ctx)
-    if as_json:
-        conn = db.open_warehouse(settings.database.path)
-        click.echo(json.dumps(dataclasses.asdict(collect_status(conn)), indent=2))
-        conn.close()
-    elif not check:
+    if not (check or as_json):
         show_status(settings)
-    if check:
-        conn = db.open_warehouse(settings.database.path)
-        problems = check_problems(
+        return
+
+    conn = db.open_warehouse(
+        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(collect_status(conn)), indent=2))
+    problems = (
+        check_problems(
             conn, max_lag_hours=settings.quality.max_lag_hours, now_hour=current_hour()
         )
-        conn.close()
-        for problem in problems:
-            click.echo(f"PROBLEM: {problem}")
-        if problems:
-            ctx.exit(1)
-        # Silent under cron, so that any mail it sends is an alert.
-        if sys.stdout.isatty():
-            click.echo("OK: the last sync succeeded and the data is fresh.")
+        if check
+        else []
+    )
+    conn.close()
+
+    for problem in problems:
+        click.echo(f"PROBLEM: {problem}")
+    if problems:
+        ctx.exit(1)
+    # Silent under cron, so that any mail it sends is an alert.
+    if check and sys.stdout.isatty():
+        click.echo("OK: the last sync succeeded and the data is fresh.")
 
 
 def show_status(settings: Settings) -> None:
