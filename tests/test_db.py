@@ -234,3 +234,20 @@ def test_version_2_rules_upgrade_to_targeting_parts(db_path, monkeypatch):
     assert (
         mapping.tiers["targeting"] == "VIP list"
     )  # the user's whole-tier rule, priority 300
+
+
+def test_version_3_export_history_upgrades_to_tab_rows(db_path, monkeypatch):
+    """Exports recorded before reports had tabs keep their rows; new columns are empty."""
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:3])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute(
+        "INSERT INTO export_history (format, report, target, rows_written, status, "
+        "started_at) VALUES ('csv', 'daily', 'exports/d.csv', 12, 'success', 'now')"
+    )
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    assert db.migrate(conn)[0] == 4
+    row = conn.execute("SELECT * FROM export_history").fetchone()
+    assert (row["report"], row["rows_written"]) == ("daily", 12)
+    assert (row["tab_rows"], row["timezone"]) == (None, None)

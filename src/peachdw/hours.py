@@ -75,3 +75,23 @@ def month_days(year: int, month: int) -> tuple[date, date]:
     first = date(year, month, 1)
     following = date(year + month // 12, month % 12 + 1, 1)
     return first, following - timedelta(days=1)
+
+
+def day_spans(
+    first: date, last: date, zone: tzinfo = UTC
+) -> list[tuple[date, int, int]]:
+    """Each day first..last in `zone` with its half-open unix hours [start, end).
+
+    The spans tile the period: every hour lands in exactly one day. A day is 23 or 25
+    hours long where the zone changes its clocks; in a zone off the whole hour, the hour
+    that holds midnight belongs to the day that midnight starts.
+    """
+    spans = []
+    day = first
+    start = day_start_hour(day, zone)
+    while day <= last:
+        following = day + timedelta(days=1)
+        end = day_start_hour(following, zone)
+        spans.append((day, start, end))
+        day, start = following, end
+    return spans
