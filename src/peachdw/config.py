@@ -110,6 +110,30 @@ class ExportSettings(_Section):
     directory: Path = Path("exports")
 
 
+class SheetsSettings(_Section):
+    # A Google service-account key or an authorized-user (OAuth) file, in JSON.
+    credentials: Path | None = None
+    # The spreadsheet to write into (the id in its address); a service account needs one.
+    spreadsheet_id: str | None = None
+    # Email addresses the spreadsheet is shared with, as writers.
+    share_with: list[str] = Field(default_factory=list)
+    # Longest wait a 429 answer may ask for, and how many 429 answers in a row are
+    # waited out before the export fails.
+    max_retry_wait: float = Field(60.0, ge=0)
+    max_rate_limit_retries: int = Field(5, ge=0, le=50)
+    # Google's addresses; tests point them at a local fake.
+    api_url: str = "https://sheets.googleapis.com/v4"
+    drive_url: str = "https://www.googleapis.com/drive/v3"
+
+    @field_validator("share_with", mode="before")
+    @classmethod
+    def _email_list(cls, value: Any) -> Any:
+        # From the environment: comma-separated addresses.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class QualitySettings(_Section):
     # `status --check` fails when the newest synced hour is older than this.
     max_lag_hours: int = Field(26, ge=1)
@@ -122,6 +146,7 @@ class Settings(_Section):
     export: ExportSettings = Field(default_factory=ExportSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    sheets: SheetsSettings = Field(default_factory=SheetsSettings)
 
     # Where the API token came from, for messages that must not show the token itself.
     _token_source: str = PrivateAttr("none")

@@ -11,19 +11,23 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from peachdw.hours import day_spans
 from peachdw.metrics import METRICS
+from peachdw.rules import TIERS
 
-#: The rates analysts read first: (column, numerator, denominator).
-RATES: tuple[tuple[str, str, str], ...] = (
-    ("registrations_per_session", "registrations", "sessions"),
-    ("converted_per_registration", "converted_users", "registrations"),
-    ("messages_per_user_chat", "messages", "total_user_chats"),
+#: The rates analysts read first: (column, numerator, denominator, kind). A "rate" is a
+#: share shown as a percentage, a "ratio" a plain number.
+RATES: tuple[tuple[str, str, str, str], ...] = (
+    ("registrations_per_session", "registrations", "sessions", "rate"),
+    ("converted_per_registration", "converted_users", "registrations", "rate"),
+    ("messages_per_user_chat", "messages", "total_user_chats", "ratio"),
 )
+#: Decimal places kept in rates, the same in every format.
+RATE_PLACES = 6
 
 TAB_NAMES = ("Summary", "Daily", "Hierarchy")
 
@@ -54,7 +58,8 @@ class Tab:
     name: str
     header: list[str]
     rows: list[list[Any]]
-    # "text", "int", "date", "rate" or "confidence", one per column, for typed formats.
+    # "text", "id", "int", "date", "rate", "ratio" or "confidence", one per column, for the
+    # formats that type their cells.
     kinds: list[str] = field(default_factory=list)
 
 
@@ -77,3 +82,177 @@ def daily_totals(
         "GROUP BY c.id, days.day"
     )
     return conn.execute(sql)
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    id: int
+    name: str
+    status: str
+    tiers: tuple[str, ...]
+    confidence: float | None
+
+
+def campaign_infos(conn: sqlite3.Connection) -> dict[int, CampaignInfo]:
+    """Every campaign with its status and tiers ("Unknown" where it is not mapped)."""
+    tiers = ", ".join(f"coalesce(h.{tier}, 'Unknown')" for tier in TIERS)
+    rows = conn.execute(
+        "SELECT c.id, c.name, CASE WHEN c.is_deleted THEN 'deleted' "
+        f"WHEN c.is_serving THEN 'serving' ELSE 'paused' END, {tiers}, "
+        "h.mapping_confidence FROM campaigns AS c "
+        "LEFT JOIN campaign_hierarchy AS h ON h.campaign_id = c.id ORDER BY c.id"
+    )
+    width = len(TIERS)
+    return {
+        row[0]: CampaignInfo(row[0], row[1], row[2], tuple(row[3 : 3 + width]), row[-1])
+        for row in rows
+    }
+
+
+def rate(numerator: int, denominator: int) -> float | None:
+    """A ratio of two totals; None (an empty cell) where the denominator is 0."""
+    return round(numerator / denominator, RATE_PLACES) if denominator else None
+
+
+SUMMARY_HEADER = [
+    "campaign_id",
+    "campaign_name",
+    "status",
+    *TIERS,
+    "mapping_confidence",
+    *METRICS,
+    *(name for name, *_ in RATES),
+]
+SUMMARY_KINDS = [
+    "id",
+    "text",
+    "text",
+    *("text" for _ in TIERS),
+    "confidence",
+    *("int" for _ in METRICS),
+    *(kind for *_, kind in RATES),
+]
+DAILY_HEADER = ["date", "campaign_id", "campaign_name", *TIERS, *METRICS]
+DAILY_KINDS = [
+    "date",
+    "id",
+    "text",
+    *("text" for _ in TIERS),
+    *("int" for _ in METRICS),
+]
+LEVELS = ("Network", "Domain", "Placement", "Targeting", "Special")
+HIERARCHY_HEADER = ["level", *TIERS, "campaigns", *METRICS]
+HIERARCHY_KINDS = ["text", *("text" for _ in TIERS), "int", *("int" for _ in METRICS)]
+
+
+def _add(total: list[int], values: tuple[int, ...] | list[int]) -> None:
+    for index, value in enumerate(values):
+        total[index] += value
+
+
+def summary_tab(infos: dict[int, CampaignInfo], totals: dict[int, list[int]]) -> Tab:
+    """One row per campaign: every campaign with hours in the period, and every campaign
+    not deleted even without any, so a silent campaign shows as zeros."""
+    rows = []
+    index = {metric: position for position, metric in enumerate(METRICS)}
+    zero = [0] * len(METRICS)
+    for campaign_id, info in infos.items():
+        values = totals.get(campaign_id)
+        if values is None and info.status == "deleted":
+            continue
+        values = values or zero
+        rates = [rate(values[index[n]], values[index[d]]) for _, n, d, _ in RATES]
+        rows.append(
+            [
+                info.id,
+                info.name,
+                info.status,
+                *info.tiers,
+                info.confidence,
+                *values,
+                *rates,
+            ]
+        )
+    return Tab("Summary", SUMMARY_HEADER, rows, SUMMARY_KINDS)
+
+
+def daily_tab(infos: dict[int, CampaignInfo], days: list[tuple[Any, ...]]) -> Tab:
+    """One row per campaign and day with stored hours, by day then campaign."""
+    rows = []
+    for day, campaign_id, *values in sorted(days, key=lambda row: (row[0], row[1])):
+        info = infos[campaign_id]
+        rows.append(
+            [date.fromisoformat(day), campaign_id, info.name, *info.tiers, *values]
+        )
+    return Tab("Daily", DAILY_HEADER, rows, DAILY_KINDS)
+
+
+def hierarchy_tab(infos: dict[int, CampaignInfo], totals: dict[int, list[int]]) -> Tab:
+    """Totals rolled up the five tiers: a subtotal row at each level, in tier order
+    (alphabetical at each level), and a grand total last that equals the Summary's sum.
+
+    A row at level k names the first k tiers and leaves the deeper ones empty.
+    """
+    width = len(TIERS)
+    # Every prefix of each campaign's tiers gets the campaign's totals.
+    groups: dict[tuple[str, ...], tuple[set[int], list[int]]] = {}
+    grand: tuple[set[int], list[int]] = (set(), [0] * len(METRICS))
+    for campaign_id, values in totals.items():
+        tiers = infos[campaign_id].tiers
+        for depth in range(1, width + 1):
+            members, total = groups.setdefault(
+                tiers[:depth], (set(), [0] * len(METRICS))
+            )
+            members.add(campaign_id)
+            _add(total, values)
+        grand[0].add(campaign_id)
+        _add(grand[1], values)
+
+    rows = []
+    for key in sorted(groups):
+        members, total = groups[key]
+        padding = [None] * (width - len(key))
+        rows.append([LEVELS[len(key) - 1], *key, *padding, len(members), *total])
+    rows.append(["Total", *([None] * width), len(grand[0]), *grand[1]])
+    return Tab("Hierarchy", HIERARCHY_HEADER, rows, HIERARCHY_KINDS)
+
+
+def build_tabs(
+    conn: sqlite3.Connection, period: ReportPeriod, names: tuple[str, ...] = TAB_NAMES
+) -> list[Tab]:
+    """The tabs asked for, in the order of TAB_NAMES, from one read of daily totals."""
+    infos = campaign_infos(conn)
+    days = list(daily_totals(conn, period))
+    totals: dict[int, list[int]] = {}
+    for _, campaign_id, *values in days:
+        _add(totals.setdefault(campaign_id, [0] * len(METRICS)), values)
+
+    builders = {
+        "Summary": lambda: summary_tab(infos, totals),
+        "Daily": lambda: daily_tab(infos, days),
+        "Hierarchy": lambda: hierarchy_tab(infos, totals),
+    }
+    return [builders[name]() for name in TAB_NAMES if name in names]
+
+
+def held_days(conn: sqlite3.Connection, zone: ZoneInfo) -> tuple[date, date] | None:
+    """The first and last day, in `zone`, with stored hours; None for an empty store."""
+    # Each campaign's first and last hour are one seek each at the ends of its key range.
+    first, last = conn.execute(
+        "SELECT min(first), max(last) FROM (SELECT "
+        "(SELECT min(unix_hour) FROM hourly_data AS d WHERE d.campaign_id = c.id) "
+        "AS first, "
+        "(SELECT max(unix_hour) FROM hourly_data AS d WHERE d.campaign_id = c.id) "
+        "AS last FROM campaigns AS c)"
+    ).fetchone()
+    if first is None:
+        return None
+    return _hour_day(first, zone), _hour_day(last, zone)
+
+
+def _hour_day(unix_hour: int, zone: ZoneInfo) -> date:
+    """The day an hour belongs to in `zone`, by the rule of `day_spans`."""
+    moment = datetime.fromtimestamp(unix_hour * 3600, zone)
+    # Off the whole hour, the hour holding midnight belongs to the day midnight starts.
+    following = datetime.fromtimestamp((unix_hour + 1) * 3600 - 1, zone).date()
+    return following if following != moment.date() else moment.date()

@@ -1,15 +1,13 @@
-"""Commands that read the warehouse: status and export."""
+"""Commands that read the warehouse: status."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from peachdw import db, rules
@@ -17,16 +15,12 @@ from peachdw.cli.base import (
     cli,
     console,
     global_options,
-    log,
-    parse_day,
     setup,
 )
 from peachdw.config import Settings
-from peachdw.export import Period, default_path, export_csv, held_hours, report_rows
 from peachdw.hours import (
     current_hour,
     hour_text,
-    span_text,
 )
 from peachdw.status import check_problems, collect_status
 from peachdw.sync import (
@@ -171,86 +165,3 @@ def campaigns_table(rows: list[dict[str, Any]], title: str) -> Table:
             ", ".join(missing),
         )
     return table
-
-
-# -- export ---------------------------------------------------------------------------
-
-
-@cli.command()
-@global_options
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["csv"]),
-    default="csv",
-    show_default=True,
-    help="Report format.",
-)
-@click.option("--daily", is_flag=True, help="One row per campaign and UTC day.")
-@click.option("--start-date", help="First UTC day, YYYY-MM-DD (default: first held).")
-@click.option(
-    "--end-date", help="Last UTC day, YYYY-MM-DD, inclusive (default: latest)."
-)
-@click.option(
-    "--output",
-    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
-    help="File to write, replaced if it exists; - for standard output "
-    "(default: a dated file under export.directory).",
-)
-@click.pass_context
-def export(
-    ctx: click.Context,
-    fmt: str,
-    daily: bool,
-    start_date: str | None,
-    end_date: str | None,
-    output: Path | None,
-) -> None:
-    """Write a report of campaign totals, with their hierarchy tiers."""
-    options, settings = setup(ctx)
-    period = Period(
-        parse_day(start_date, "--start-date"), parse_day(end_date, "--end-date")
-    )
-    if period.start and period.end and period.start > period.end:
-        raise click.BadParameter("--start-date is after --end-date.")
-    run_export(settings, period, daily=daily, output=output, dry_run=options.dry_run)
-
-
-def run_export(
-    settings: Settings,
-    period: Period,
-    *,
-    daily: bool,
-    output: Path | None,
-    dry_run: bool,
-    fmt: str = "csv",
-) -> None:
-    report = "daily" if daily else "summary"
-    output = output or default_path(settings.export.directory, report, period)
-    conn = db.open_warehouse(
-        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
-    )
-
-    # With the report on standard output, everything else goes to stderr.
-    say = Console(stderr=True, highlight=False) if str(output) == "-" else console
-    first, last = held_hours(conn, period)
-    if first is None:
-        everything = held_hours(conn, Period())
-        held = (
-            span_text(everything[0], everything[1] + 1) if everything[0] else "nothing"
-        )
-        log.warning("No hourly data in this period; the warehouse holds %s.", held)
-
-    if dry_run:
-        _, rows = report_rows(conn, period, daily=daily)
-        count = sum(1 for _ in rows)
-        say.print(f"Would write {count} {report} rows as {fmt.upper()} to {output}.")
-        return
-
-    result = export_csv(conn, daily=daily, period=period, output=output)
-    conn.close()
-    covered = f"hours {span_text(first, last + 1)}" if first is not None else "no hours"
-    say.print(
-        f"Wrote {result.rows} {report} rows ({covered}) to {result.path} "
-        f"in {result.seconds:.2f} s (export {result.export_id})."
-    )

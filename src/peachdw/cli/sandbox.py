@@ -20,10 +20,10 @@ from peachdw.cli.base import (
     open_db,
     setup,
 )
-from peachdw.cli.reports import run_export, show_status
+from peachdw.cli.exports import run_export
+from peachdw.cli.reports import show_status
 from peachdw.cli.warehouse import print_sync
 from peachdw.errors import PeachDWError, SyncError
-from peachdw.export import Period
 from peachdw.sync import (
     SyncOptions,
     run_sync,
@@ -162,10 +162,12 @@ def demo(ctx: click.Context) -> None:
     show_status(settings)
 
     console.rule("5. Export")
-    run_export(settings, Period(), daily=False, output=None, dry_run=False)
+    run_export(settings, None, None, fmt="xlsx")
+    run_export(settings, None, None, fmt="csv", tabs=("Summary",))
     console.print(
         "Demo finished. Next: `.venv/bin/peachdw status`, "
-        "`.venv/bin/peachdw export --daily`, or the README's daily runbook."
+        "`.venv/bin/peachdw export --format xlsx --start-date YYYY-MM-DD`, "
+        "or the README's daily runbook."
     )
 
 

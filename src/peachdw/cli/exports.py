@@ -1,0 +1,226 @@
+"""Commands that write reports: export, export-month and export-daterange."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from peachdw import db
+from peachdw.cli.base import cli, console, global_options, log, parse_day, setup
+from peachdw.config import Settings
+from peachdw.errors import ConfigError
+from peachdw.export import FORMATS, CsvWriter, ExportResult, Writer, export_report
+from peachdw.export import file_stem as export_file_stem
+from peachdw.hours import month_days, parse_month
+from peachdw.report import TAB_NAMES, ReportPeriod, build_tabs, held_days
+
+
+def _report_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the report goes and which tabs it has: the same for every export command."""
+    for option in reversed(
+        [
+            click.option(
+                "--tab",
+                "tabs",
+                multiple=True,
+                type=click.Choice(TAB_NAMES, case_sensitive=False),
+                help="Only this tab; repeat for several (default: all three).",
+            ),
+            click.option("--daily", is_flag=True, help="Only the Daily tab."),
+            click.option(
+                "--output",
+                type=click.Path(path_type=Path, allow_dash=True),
+                help="CSV: the file for one tab (- for standard output) or the folder "
+                "for several; Excel: the .xlsx file. Default: a dated name under "
+                "export.directory.",
+            ),
+            click.option(
+                "--spreadsheet-id",
+                help="Google Sheets: the spreadsheet to write into "
+                "(default: sheets.spreadsheet_id).",
+            ),
+            click.option(
+                "--spreadsheet-title",
+                help="Google Sheets: create a new spreadsheet with this title "
+                "(OAuth user credentials only).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _format_option(default: str) -> Callable[..., Any]:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=default,
+        show_default=True,
+        help="csv: one file per tab; xlsx: one Excel workbook; sheets: Google Sheets.",
+    )
+
+
+@cli.command()
+@global_options
+@_format_option("csv")
+@click.option("--start-date", help="First day, YYYY-MM-DD (default: first held).")
+@click.option("--end-date", help="Last day, YYYY-MM-DD, inclusive (default: latest).")
+@_report_options
+@click.pass_context
+def export(
+    ctx: click.Context, start_date: str | None, end_date: str | None, **kw: Any
+) -> None:
+    """Write the report (Summary, Daily and Hierarchy tabs) for a period.
+
+    Days are cut in reporting.timezone. Without dates, the report covers every day
+    the warehouse holds.
+    """
+    options, settings = setup(ctx)
+    first = parse_day(start_date, "--start-date")
+    last = parse_day(end_date, "--end-date")
+    run_export(settings, first, last, dry_run=options.dry_run, **kw)
+
+
+@cli.command("export-month")
+@global_options
+@_format_option("xlsx")
+@click.option("--month", required=True, help="Month name or number, e.g. August or 8.")
+@click.option("--year", required=True, type=click.IntRange(2000, 2100), help="Year.")
+@_report_options
+@click.pass_context
+def export_month(ctx: click.Context, month: str, year: int, **kw: Any) -> None:
+    """Write the report for one calendar month in reporting.timezone."""
+    options, settings = setup(ctx)
+    try:
+        number = parse_month(month)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--month") from None
+    first, last = month_days(year, number)
+    run_export(settings, first, last, dry_run=options.dry_run, **kw)
+
+
+@cli.command("export-daterange")
+@global_options
+@_format_option("sheets")
+@click.option("--start-date", required=True, help="First day, YYYY-MM-DD.")
+@click.option("--end-date", required=True, help="Last day, YYYY-MM-DD, inclusive.")
+@_report_options
+@click.pass_context
+def export_daterange(
+    ctx: click.Context, start_date: str, end_date: str, **kw: Any
+) -> None:
+    """Write the report for a range of days, by default to Google Sheets."""
+    options, settings = setup(ctx)
+    first = parse_day(start_date, "--start-date")
+    last = parse_day(end_date, "--end-date")
+    run_export(settings, first, last, dry_run=options.dry_run, **kw)
+
+
+def run_export(
+    settings: Settings,
+    first: date | None,
+    last: date | None,
+    *,
+    fmt: str,
+    tabs: tuple[str, ...] = (),
+    daily: bool = False,
+    output: Path | None = None,
+    spreadsheet_id: str | None = None,
+    spreadsheet_title: str | None = None,
+    dry_run: bool = False,
+) -> ExportResult | None:
+    """Export the period first..last (either end may be None: what the store holds)."""
+    names = _tab_names(tabs, daily)
+    if first and last and first > last:
+        raise click.BadParameter("--start-date is after --end-date.")
+    if output is not None and fmt == "sheets":
+        raise click.BadParameter("--output is for csv and xlsx; Sheets go by id.")
+    if (spreadsheet_id or spreadsheet_title) and fmt != "sheets":
+        raise click.BadParameter(
+            "--spreadsheet-id and --spreadsheet-title need --format sheets."
+        )
+
+    conn = db.open_warehouse(
+        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+    zone = settings.reporting.zone()
+    held = held_days(conn, zone)
+    today = datetime.now(zone).date()
+    period = ReportPeriod(
+        first or (held[0] if held else today),
+        last or (held[1] if held else today),
+        zone,
+    )
+    if held is None or period.last < held[0] or period.first > held[1]:
+        span = f"{held[0]} to {held[1]}" if held else "nothing yet"
+        log.warning("No hourly data in this period; the warehouse holds %s.", span)
+
+    writer = make_writer(
+        settings, fmt, names, period, output, spreadsheet_id, spreadsheet_title
+    )
+    # With the report on standard output, everything else goes to stderr.
+    say = Console(stderr=True, highlight=False) if output == Path("-") else console
+    days = f"{period.first} to {period.last}, days in {zone.key}"
+    if dry_run:
+        built = build_tabs(conn, period, names)
+        conn.close()
+        counts = ", ".join(f"{tab.name} {len(tab.rows):,} rows" for tab in built)
+        say.print(f"Would write {counts} ({days}) as {fmt} to {writer.target}.")
+        return None
+
+    result = export_report(conn, period, writer, fmt=fmt, tabs=names)
+    conn.close()
+    counts = ", ".join(
+        f"{name} {rows:,} rows" for name, rows in result.tab_rows.items()
+    )
+    say.print(
+        f"Wrote {counts} ({days}) to {result.target} "
+        f"in {result.seconds:.2f} s (export {result.export_id})."
+    )
+    return result
+
+
+def _tab_names(tabs: tuple[str, ...], daily: bool) -> tuple[str, ...]:
+    asked = {name.lower() for name in tabs}
+    if daily:
+        asked.add("daily")
+    return tuple(name for name in TAB_NAMES if not asked or name.lower() in asked)
+
+
+def make_writer(
+    settings: Settings,
+    fmt: str,
+    tabs: tuple[str, ...],
+    period: ReportPeriod,
+    output: Path | None,
+    spreadsheet_id: str | None,
+    spreadsheet_title: str | None,
+) -> Writer:
+    directory = settings.export.directory
+    if fmt == "csv":
+        return CsvWriter(tabs, period, output=output, directory=directory)
+    if fmt == "xlsx":
+        from peachdw.xlsx import XlsxWriter
+
+        path = output or directory / f"{export_file_stem(period)}.xlsx"
+        if path.suffix.lower() != ".xlsx":
+            raise ConfigError(
+                f"{path} does not end in .xlsx; Excel opens workbooks by that suffix."
+            )
+        return XlsxWriter(path)
+
+    from peachdw.sheets import SheetsWriter
+
+    return SheetsWriter.from_settings(
+        settings.sheets,
+        spreadsheet_id=spreadsheet_id,
+        title=spreadsheet_title
+        or f"Peach AI campaigns {period.first} to {period.last}",
+        create=spreadsheet_title is not None,
+    )
