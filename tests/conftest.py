@@ -32,3 +32,7 @@ def warehouse(db_path: Path) -> sqlite3.Connection:
         rules.load_default_rules(conn)
     yield conn
     conn.close()
+
+
+# The fake Google Sheets API and the guard that refuses every other host.
+from fake_sheets import fake_google, no_google_network  # noqa: E402, F401

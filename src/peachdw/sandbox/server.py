@@ -263,21 +263,25 @@ def _spoil_count(row: dict, variant: int, rng: random.Random) -> None:
 # --- HTTP -----------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server for 127.0.0.1 that starts and stops at once."""
+
     daemon_threads = True
     allow_reuse_address = True
     # stop() must not wait for a trickling response to finish.
     block_on_close = False
-
-    def __init__(self, address: tuple[str, int], sandbox: SandboxServer) -> None:
-        self.sandbox = sandbox
-        super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host up with getfqdn, which can stall for
         # seconds on a machine without DNS; loopback needs no name.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+
+
+class _HTTPServer(LoopbackHTTPServer):
+    def __init__(self, address: tuple[str, int], sandbox: SandboxServer) -> None:
+        self.sandbox = sandbox
+        super().__init__(address, _Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
