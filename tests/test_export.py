@@ -343,7 +343,7 @@ def test_a_failed_excel_export_keeps_the_previous_file(filled, tmp_path, monkeyp
     period = ReportPeriod(date(2025, 8, 1), date(2025, 8, 1), UTC)
     writer = XlsxWriter(path)
     monkeypatch.setattr(
-        writer, "_sheet", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error"))
+        writer, "_records", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error"))
     )
     with pytest.raises(ExportError, match="I/O error"):
         export_report(filled, period, writer, fmt="xlsx")
