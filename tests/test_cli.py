@@ -374,7 +374,8 @@ def test_sandbox_command_serves_a_sync_through_its_faults(tmp_path):
     ).fetchone()
     assert status == "success"
     assert retries > 0
-    assert calls == retries + 1 + 14  # one campaign page and fourteen 12-hour windows
+    # One campaign page, fourteen 12-hour windows and the daily reports.
+    assert calls == retries + 1 + 14 + 1
 
 
 def test_bad_fault_spec_is_a_usage_error(tmp_path):

@@ -261,3 +261,47 @@ def test_version_3_export_history_upgrades_to_tab_rows(db_path, monkeypatch):
     row = conn.execute("SELECT * FROM export_history").fetchone()
     assert (row["report"], row["rows_written"]) == ("daily", 12)
     assert (row["tab_rows"], row["timezone"]) == (None, None)
+
+
+def test_version_4_file_upgrades_to_heal_syncs_and_report_tables(db_path, monkeypatch):
+    """Migration 5 rebuilds sync_history to allow 'heal'; the rows that refer to it keep
+    their links, and the foreign keys still hold afterwards."""
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:4])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute("INSERT INTO campaigns (id, name, is_serving) VALUES (1, 'c', 1)")
+    conn.execute(
+        "INSERT INTO sync_history (id, sync_type, status, started_at, records_restated) "
+        "VALUES (7, 'historical', 'success', '2025-08-01T00:00:00Z', 3)"
+    )
+    conn.execute(
+        "INSERT INTO hourly_data (campaign_id, unix_hour, sessions, sync_id) "
+        "VALUES (1, 100, 7, 7)"
+    )
+    conn.execute(
+        "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, finished_at) "
+        "VALUES (7, 0, 168, 'done', '2025-08-01T00:00:00Z')"
+    )
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    assert db.migrate(conn)[0] == 5
+
+    history = conn.execute("SELECT * FROM sync_history").fetchone()
+    assert (history["id"], history["sync_type"], history["records_restated"]) == (
+        7,
+        "historical",
+        3,
+    )
+    assert conn.execute("SELECT sync_id FROM hourly_data").fetchone()[0] == 7
+    conn.execute(
+        "INSERT INTO sync_history (sync_type, status, started_at) "
+        "VALUES ('heal', 'running', 'now')"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(
+            "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status) "
+            "VALUES (999, 0, 1, 'done')"
+        )
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT count(*) FROM api_reports").fetchone()[0] == 0

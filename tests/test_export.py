@@ -96,6 +96,7 @@ def test_three_tabs_agree_with_each_other_and_the_database(filled):
         grand = hierarchy.rows[-1]
         assert grand[0] == "Total"
         assert grand[column(hierarchy, metric)] == stored, metric
+        assert grand[column(hierarchy, "campaigns")] == len(summary.rows)
         networks = [row for row in hierarchy.rows if row[0] == "Network"]
         assert sum(row[column(hierarchy, metric)] for row in networks) == stored
 

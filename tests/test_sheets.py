@@ -188,6 +188,30 @@ def test_no_credentials_exits_2_before_any_call(august, tmp_path, fake_google):
     assert "No Google credentials" in result.output
     assert "share the spreadsheet" in result.output
     assert fake_google.calls == []
+    refused = connect(august).execute("SELECT * FROM export_history").fetchone()
+    assert (refused["format"], refused["status"]) == ("sheets", "failed")
+    assert refused["error_message"].startswith("No Google credentials")
+
+
+def test_a_broken_key_is_refused_and_recorded(august, tmp_path, fake_google):
+    key = fake_google.service_account_key(tmp_path / "key.json")
+    info = json.loads(key.read_text())
+    info["private_key"] = (
+        "-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n"
+    )
+    key.write_text(json.dumps(info))
+    result = invoke(
+        august,
+        tmp_path,
+        AUGUST_TO_SHEETS,
+        sheets_env(fake_google, key, spreadsheet_id="abc"),
+    )
+    assert result.exit_code == 2
+    assert "are incomplete" in result.output
+    row = connect(august).execute("SELECT status, error_message FROM export_history")
+    status, error = row.fetchone()
+    assert status == "failed" and "are incomplete" in error
+    assert "QUJD" not in result.output and "QUJD" not in error  # no key material
 
 
 def test_rate_limit_waits_as_asked_then_writes(

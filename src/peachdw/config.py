@@ -125,6 +125,12 @@ class SheetsSettings(_Section):
     api_url: str = "https://sheets.googleapis.com/v4"
     drive_url: str = "https://www.googleapis.com/drive/v3"
 
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # PEACHDW_SHEETS_CREDENTIALS= (empty) means none, not the current folder.
+        return None if value == "" else value
+
     @field_validator("share_with", mode="before")
     @classmethod
     def _email_list(cls, value: Any) -> Any:
@@ -137,6 +143,30 @@ class SheetsSettings(_Section):
 class QualitySettings(_Section):
     # `status --check` fails when the newest synced hour is older than this.
     max_lag_hours: int = Field(26, ge=1)
+    # Days (UTC, the API's reports) that every sync reconciles, ending yesterday.
+    reconcile_days: int = Field(7, ge=0, le=90)
+    # A daily sum may differ from the API's report by this share of it (0: not at all).
+    tolerance: float = Field(0.0, ge=0, le=1)
+    # Rules every stored row must keep: metric (=, <=, >=, <, >) metric [+ metric ...].
+    plausibility: list[str] = Field(
+        default_factory=lambda: [
+            "total_accounts = email_accounts + google_accounts",
+            "total_user_chats = companion_chats + chat_room_user_chats",
+            "registrations <= sessions",
+        ]
+    )
+
+    @field_validator("plausibility")
+    @classmethod
+    def _rules_parse(cls, value: list[str]) -> list[str]:
+        from peachdw.quality import parse_rule
+
+        for text in value:
+            try:
+                parse_rule(text)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class Settings(_Section):

@@ -138,11 +138,21 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
         if migration.version <= current:
             continue
         log.info("Applying migration %04d_%s", migration.version, migration.name)
+        # Foreign keys are checked once at the end, not statement by statement, so a
+        # migration may rebuild a table others refer to (https://sqlite.org/lang_altertable.html,
+        # "Making Other Kinds Of Table Schema Changes").
+        conn.execute("PRAGMA foreign_keys = OFF")
         try:
             conn.executescript(
                 f"BEGIN IMMEDIATE;\n{migration.sql}\n"
-                f"PRAGMA user_version = {migration.version};\nCOMMIT;"
+                f"PRAGMA user_version = {migration.version};"
             )
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise sqlite3.IntegrityError(
+                    f"{len(broken)} rows of {broken[0][0]} refer to missing rows"
+                )
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -150,6 +160,8 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
                 f"Migration {migration.version:04d}_{migration.name} failed: {exc}. "
                 "The file was left at the previous version."
             ) from exc
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
         applied.append(migration.version)
     return applied
 

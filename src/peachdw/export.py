@@ -10,6 +10,7 @@ once all their values are written. Every export, failed ones too, gets an
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from peachdw.db import transaction, utc_now
-from peachdw.errors import ExportError
+from peachdw.errors import ConfigError, ExportError
 from peachdw.report import TAB_NAMES, ReportPeriod, Tab, build_tabs
 
 log = logging.getLogger(__name__)
@@ -69,17 +70,20 @@ def export_report(
         built = build_tabs(conn, period, tabs)
         tab_rows = {tab.name: len(tab.rows) for tab in built}
         writer.write(built)
-    except ExportError as exc:
-        _close_history(conn, export_id, writer.target, "failed", {}, started, str(exc))
-        raise
     except (OSError, sqlite3.Error) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
+        where = getattr(exc, "filename", None) or writer.target
         message = (
-            f"Cannot write the export to {writer.target}: {reason}. "
+            f"Cannot write the export to {where}: {reason}. "
             "Choose another --output or free the folder."
         )
         _close_history(conn, export_id, writer.target, "failed", {}, started, message)
         raise ExportError(message) from exc
+    except BaseException as exc:
+        # Whatever stopped it (a refusal, Ctrl-C), the export is recorded as failed.
+        reason = str(exc) or type(exc).__name__
+        _close_history(conn, export_id, writer.target, "failed", {}, started, reason)
+        raise
 
     _close_history(conn, export_id, writer.target, "success", tab_rows, started, None)
     log.debug("Exported %s to %s", tab_rows, writer.target)
@@ -90,6 +94,19 @@ def export_report(
         time.monotonic() - started,
         list(getattr(writer, "warnings", [])),
     )
+
+
+def record_refusal(
+    conn: sqlite3.Connection,
+    period: ReportPeriod,
+    *,
+    fmt: str,
+    tabs: tuple[str, ...],
+    error: str,
+) -> None:
+    """Record an export refused before it started (no credentials, a bad target)."""
+    export_id = _open_history(conn, fmt, tabs, "-", period)
+    _close_history(conn, export_id, "-", "failed", {}, time.monotonic(), error)
 
 
 def _open_history(
@@ -164,6 +181,13 @@ def replaced(path: Path) -> Iterator[Path]:
     A symbolic link is written through. The file gets the usual mode under the umask.
     """
     target = path.resolve()
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file", str(path))
+    for parent in reversed(target.parents):
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(
+                errno.ENOTDIR, "it is a file, not a folder", str(parent)
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
@@ -203,7 +227,7 @@ class CsvWriter:
         self.paths: dict[str, Path | None]
         if output is not None and str(output) == "-":
             if len(tabs) != 1:
-                raise ExportError(
+                raise ConfigError(
                     "--output - writes one tab to standard output; "
                     "choose it with --tab (or --daily)."
                 )

@@ -150,17 +150,27 @@ def _add(total: list[int], values: tuple[int, ...] | list[int]) -> None:
         total[index] += value
 
 
+def report_totals(
+    infos: dict[int, CampaignInfo], days: list[tuple[Any, ...]]
+) -> dict[int, list[int]]:
+    """Each reported campaign's totals, by id: every campaign with hours in the period,
+    and every campaign not deleted even without any, so a silent one shows as zeros."""
+    totals = {
+        campaign_id: [0] * len(METRICS)
+        for campaign_id, info in infos.items()
+        if info.status != "deleted"
+    }
+    for _, campaign_id, *values in days:
+        _add(totals.setdefault(campaign_id, [0] * len(METRICS)), values)
+    return dict(sorted(totals.items()))
+
+
 def summary_tab(infos: dict[int, CampaignInfo], totals: dict[int, list[int]]) -> Tab:
-    """One row per campaign: every campaign with hours in the period, and every campaign
-    not deleted even without any, so a silent campaign shows as zeros."""
+    """One row per reported campaign with its tiers, totals and rates."""
     rows = []
     index = {metric: position for position, metric in enumerate(METRICS)}
-    zero = [0] * len(METRICS)
-    for campaign_id, info in infos.items():
-        values = totals.get(campaign_id)
-        if values is None and info.status == "deleted":
-            continue
-        values = values or zero
+    for campaign_id, values in totals.items():
+        info = infos[campaign_id]
         rates = [rate(values[index[n]], values[index[d]]) for _, n, d, _ in RATES]
         rows.append(
             [
@@ -223,9 +233,7 @@ def build_tabs(
     """The tabs asked for, in the order of TAB_NAMES, from one read of daily totals."""
     infos = campaign_infos(conn)
     days = list(daily_totals(conn, period))
-    totals: dict[int, list[int]] = {}
-    for _, campaign_id, *values in days:
-        _add(totals.setdefault(campaign_id, [0] * len(METRICS)), values)
+    totals = report_totals(infos, days)
 
     builders = {
         "Summary": lambda: summary_tab(infos, totals),

@@ -54,6 +54,12 @@ SETUP_STEPS = (
     "with the account's email as an editor and set sheets.spreadsheet_id; steps in "
     "docs/exports.md, 'Google Sheets'."
 )
+CREATE_STEPS = (
+    "No Google credentials: creating a spreadsheet by title needs your own Google "
+    "account's authorized-user file (a service account cannot create files); set "
+    "sheets.credentials in config/settings.yaml (or PEACHDW_SHEETS_CREDENTIALS) to it. "
+    "Steps in docs/exports.md, 'Google Sheets'."
+)
 # Sheets counts days from 1899-12-30, as Excel does.
 _SERIAL_EPOCH = date(1899, 12, 30).toordinal()
 _NUMBER_FORMATS = {
@@ -77,10 +83,12 @@ class Credentials:
         return self.info.get("client_email")
 
 
-def load_credentials(path: Path | None) -> Credentials:
+def load_credentials(path: Path | None, *, create: bool = False) -> Credentials:
     """Read and check a credentials file; ConfigError (exit 2) says what to fix."""
     if path is None:
-        raise ConfigError(SETUP_STEPS, key="sheets.credentials")
+        raise ConfigError(
+            CREATE_STEPS if create else SETUP_STEPS, key="sheets.credentials"
+        )
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -141,7 +149,7 @@ class SheetsWriter:
         create: bool,
     ) -> SheetsWriter:
         """Check everything that needs no network: credentials and a target."""
-        credentials = load_credentials(settings.credentials)
+        credentials = load_credentials(settings.credentials, create=create)
         spreadsheet_id = spreadsheet_id or (None if create else settings.spreadsheet_id)
         if create and credentials.kind == "service_account":
             raise ConfigError(
@@ -345,9 +353,11 @@ class SheetsWriter:
                     if info.get("token_uri"):
                         auth = auth.with_token_uri(info["token_uri"])
             except (ValueError, KeyError) as exc:
+                # The library's text may point at its FAQ; the first sentence is enough.
+                reason = _first_line(exc).split(". See ")[0]
                 raise ConfigError(
-                    f"Google credentials {self.credentials.path} are incomplete "
-                    f"({exc}); download the file again.",
+                    f"Google credentials {self.credentials.path} are incomplete or "
+                    f"damaged ({reason}); download the file again.",
                     key="sheets.credentials",
                 ) from None
             self._client = gspread.Client(auth)
@@ -364,7 +374,7 @@ class SheetsWriter:
         retry: bool = True,
     ) -> dict[str, Any]:
         """One API call; 429 answers are waited out as asked, within the settings."""
-        from google.auth.exceptions import GoogleAuthError
+        from google.auth.exceptions import GoogleAuthError, TransportError
         from gspread.exceptions import APIError
         from requests import RequestException
 
@@ -388,10 +398,16 @@ class SheetsWriter:
                     self.sleep(wait)
                     continue
                 raise self._explain(status, exc) from None
+            except TransportError as exc:
+                raise ExportError(
+                    f"Cannot reach Google to sign in: {_first_line(exc)}. "
+                    "Check the network and run the export again."
+                ) from None
             except GoogleAuthError as exc:
                 raise ExportError(
                     f"Google refused the credentials in {self.credentials.path}: "
-                    f"{_first_line(exc)}. Check the file, or create a new key."
+                    f"{_first_line(exc)}. Check the file: download a new key for a "
+                    "service account, or sign in again for your own account."
                 ) from None
             except RequestException as exc:
                 raise ExportError(

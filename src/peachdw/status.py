@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from peachdw.hours import hour_text
+from peachdw import quality
+from peachdw.db import utc_now
+from peachdw.hours import days_to_hours, hour_text
 from peachdw.rules import FALLBACK, TIERS
 from peachdw.sync import LEDGER_COUNTERS
 
@@ -137,4 +141,185 @@ def campaigns_to_check(
     return [
         dict(row)
         for row in conn.execute(sql, {"low": LOW_CONFIDENCE, "fallback": FALLBACK})
+    ]
+
+
+# -- status --detailed ----------------------------------------------------------------
+
+#: Buckets of mapping confidence shown by `status --detailed`, highest first.
+CONFIDENCE_BUCKETS = ((0.9, "0.9 to 1.0"), (0.8, "0.8 to 0.9"), (0.5, "0.5 to 0.8"))
+
+
+def quality_days(now_hour: int, days: int, zone: ZoneInfo) -> tuple[date, date]:
+    """The last `days` whole days in `zone` before the day in progress."""
+    today = datetime.fromtimestamp(now_hour * 3600, zone).date()
+    return today - timedelta(days=max(days, 1)), today - timedelta(days=1)
+
+
+def collect_detailed(
+    conn: sqlite3.Connection,
+    *,
+    now_hour: int,
+    zone: ZoneInfo,
+    days: int,
+    max_lag_hours: int,
+    tolerance: float,
+    plausibility: list[str],
+) -> dict[str, Any]:
+    """Everything `status --detailed` shows, as plain data (its --json document)."""
+    first, last = quality_days(now_hour, days, zone)
+    start, end = days_to_hours(first, last, zone)
+
+    synced_to = conn.execute(
+        "SELECT max(end_hour) FROM sync_windows WHERE status = 'done'"
+    ).fetchone()[0]
+    campaigns = [
+        {
+            "id": row[0],
+            "name": row[1],
+            "latest_hour": hour_text(row[2]),
+            "lag_hours": None if row[2] is None else now_hour - row[2] - 1,
+        }
+        for row in conn.execute(
+            "SELECT c.id, c.name, (SELECT max(d.unix_hour) FROM hourly_data AS d "
+            "WHERE d.campaign_id = c.id) FROM campaigns AS c "
+            "WHERE c.is_serving AND NOT c.is_deleted ORDER BY c.id"
+        )
+    ]
+    lag = None if synced_to is None else now_hour - synced_to
+    freshness = {
+        "synced_to": hour_text(synced_to),
+        "lag_hours": lag,
+        "max_lag_hours": max_lag_hours,
+        "serving_campaigns": campaigns,
+    }
+
+    expected, gaps = quality.completeness(conn, first, last, zone, now_hour)
+    missing = sum(gap.missing_hours for gap in gaps)
+    completeness = {
+        "first_day": first.isoformat(),
+        "last_day": last.isoformat(),
+        "timezone": zone.key,
+        "campaign_hours_expected": expected,
+        "campaign_hours_missing": missing,
+        "gaps": gaps,
+    }
+
+    utc_first, utc_last = quality.report_days(now_hour, days) or (first, last)
+    found = quality.reconcile(conn, utc_first, utc_last, tolerance=tolerance)
+    reconciliation = {
+        "first_day": found.first_day,
+        "last_day": found.last_day,
+        "days_with_reports": found.days,
+        "campaign_days": found.campaign_days,
+        "tolerance": tolerance,
+        "differing_campaign_days": len(found.differing_campaign_days),
+        "differences": [{**asdict(d), "delta": d.delta} for d in found.differences],
+    }
+
+    mapped = conn.execute(
+        "SELECT h.mapping_confidence FROM campaigns AS c "
+        "LEFT JOIN campaign_hierarchy AS h ON h.campaign_id = c.id "
+        "WHERE NOT c.is_deleted"
+    ).fetchall()
+    distribution = {label: 0 for _, label in CONFIDENCE_BUCKETS}
+    distribution["below 0.5"] = 0
+    distribution["not mapped"] = 0
+    for (confidence,) in mapped:
+        if confidence is None:
+            distribution["not mapped"] += 1
+            continue
+        label = next(
+            (label for floor, label in CONFIDENCE_BUCKETS if confidence >= floor),
+            "below 0.5",
+        )
+        distribution[label] += 1
+    to_check = campaigns_to_check(conn)
+    mapping = {"distribution": distribution, "to_check": to_check}
+
+    rules = [quality.parse_rule(text) for text in plausibility]
+    counts, _ = quality.violations(conn, rules, start, end)
+    rows_checked = conn.execute(
+        "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
+        "ON d.campaign_id = c.id WHERE d.unix_hour >= ? AND d.unix_hour < ?",
+        (start, end),
+    ).fetchone()[0]
+    violating = (
+        conn.execute(
+            "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
+            "ON d.campaign_id = c.id WHERE d.unix_hour >= ? AND d.unix_hour < ? AND ("
+            + " OR ".join(f"({rule.violated_sql()})" for rule in rules or [])
+            + ")",
+            (start, end),
+        ).fetchone()[0]
+        if rules
+        else 0
+    )
+    plausible = {
+        "rows_checked": rows_checked,
+        "rows_violating": violating,
+        "by_rule": counts,
+    }
+
+    syncs = [
+        dict(row)
+        for row in conn.execute(
+            "SELECT id, sync_type, status, started_at, records_rejected, "
+            "records_restated, restated_oldest_hour FROM sync_history "
+            "ORDER BY id DESC LIMIT 10"
+        )
+    ]
+    for row in syncs:
+        row["restated_oldest_hour"] = hour_text(row["restated_oldest_hour"])
+    drift = [
+        dict(row)
+        for row in conn.execute(
+            "SELECT endpoint, field, first_seen_at, last_seen_at, occurrences "
+            "FROM schema_drift ORDER BY last_seen_at DESC"
+        )
+    ]
+
+    all_campaigns = len(mapped)
+    parts = {
+        "freshness": None if lag is None else float(lag <= max_lag_hours),
+        "completeness": 1 - missing / expected if expected else None,
+        "reconciliation": (
+            1 - len(found.differing_campaign_days) / found.campaign_days
+            if found.campaign_days
+            else None
+        ),
+        "plausibility": 1 - violating / rows_checked if rows_checked else None,
+        "mapping": (1 - len(to_check) / all_campaigns if all_campaigns else None),
+    }
+    return {
+        "generated_at": utc_now(),
+        "score": quality.score(parts),
+        "score_parts": {
+            name: None if share is None else round(share, 4)
+            for name, share in parts.items()
+        },
+        "score_weights": quality.SCORE_WEIGHTS,
+        "freshness": freshness,
+        "completeness": completeness,
+        "reconciliation": reconciliation,
+        "mapping": mapping,
+        "plausibility": plausible,
+        "recent_syncs": syncs,
+        "schema_drift": drift,
+    }
+
+
+def reconciliation_problems(
+    conn: sqlite3.Connection, *, now_hour: int, days: int, tolerance: float
+) -> list[str]:
+    """One sentence per campaign, day and metric whose sum differs from the API's report."""
+    window = quality.report_days(now_hour, days)
+    if window is None:
+        return []
+    found = quality.reconcile(conn, *window, tolerance=tolerance)
+    return [
+        f"Campaign {d.campaign_id} on {d.day}: {d.metric} is {d.warehouse:,} in the "
+        f"warehouse and {d.api:,} in the API's report ({d.delta:+,}); "
+        "run `peachdw sync --heal`."
+        for d in found.differences
     ]

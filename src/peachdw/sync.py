@@ -16,13 +16,15 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from peachdw import loader, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
-from peachdw.hours import current_hour, span_text
+from peachdw.hours import current_hour, days_to_hours, span_text
+from peachdw.quality import coverage_start, reconcile, report_days, store_reports
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ HOLD_FILE_ENV = "PEACHDW_TEST_HOLD_FILE"
 _hold_counts: dict[str, int] = {}
 
 
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass
 class WindowFailure:
     start_hour: int
@@ -89,6 +94,8 @@ class SyncResult:
     #: False when the failure was one a rerun cannot cure (a refused token, a bad request).
     retry_may_help: bool = True
     rejection_examples: list[str] = field(default_factory=list)
+    #: Rows of the API's daily reports kept for reconciliation.
+    report_rows: int = 0
     dry_run: bool = False
     seconds: float = 0.0
 
@@ -110,6 +117,10 @@ class SyncOptions:
     dry_run: bool = False
     #: Stop after this many windows (a trial run of a backfill).
     test_batches: int | None = None
+    #: UTC days, ending yesterday, whose API reports the sync keeps for reconciliation.
+    reconcile_days: int = 0
+    #: How far a daily sum may differ from the API's report, as a share of it.
+    tolerance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,8 @@ class SyncPlan:
     campaign_id: int | None = None
     #: Windows of the range left out because they are already done (resume).
     skipped: int = 0
+    #: UTC days (first, last) whose API reports are read after the metrics.
+    report_days: tuple[date, date] | None = None
 
 
 def plan_incremental(
@@ -130,7 +143,13 @@ def plan_incremental(
 ) -> SyncPlan:
     start, end = plan_range(conn, options, now_hour)
     windows = tuple(window_bounds(start, end, options.window_hours))
-    return SyncPlan("full" if options.full else "incremental", start, end, windows)
+    return SyncPlan(
+        "full" if options.full else "incremental",
+        start,
+        end,
+        windows,
+        report_days=report_days(now_hour, options.reconcile_days),
+    )
 
 
 def plan_historical(
@@ -155,6 +174,55 @@ def plan_historical(
         skipped = len(windows) - len(todo)
         windows = todo
     return SyncPlan("historical", start_hour, end_hour, windows, campaign_id, skipped)
+
+
+def plan_heal(
+    conn: sqlite3.Connection, options: SyncOptions, now_hour: int
+) -> SyncPlan:
+    """Windows over only the hours that need reading again, in the reconciled days:
+    UTC days whose sums differ from the API's reports, and hours no finished window
+    covered. The reports of those days are read again after them.
+    """
+    days = report_days(now_hour, options.reconcile_days)
+    if days is None:
+        return SyncPlan("heal", now_hour, now_hour, ())
+    begins = coverage_start(conn)
+    if begins is None:
+        return SyncPlan("heal", now_hour, now_hour, ())
+    start, end = days_to_hours(*days)
+    start, end = max(start, begins), min(end, now_hour)
+
+    found = reconcile(conn, *days, tolerance=options.tolerance)
+    differing = {date.fromisoformat(difference.day) for difference in found.differences}
+    spans = [days_to_hours(day, day) for day in differing]
+    cursor = start
+    for covered_start, covered_end in [*_done_spans(conn, None), [end, end]]:
+        if cursor < min(covered_start, end):
+            spans.append((cursor, min(covered_start, end)))
+        cursor = max(cursor, covered_end)
+
+    merged: list[list[int]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    if not merged:
+        return SyncPlan("heal", start, end, ())
+    windows = tuple(
+        window
+        for lo, hi in merged
+        for window in window_bounds(lo, hi, options.window_hours)
+    )
+    first_day = _UNIX_EPOCH + timedelta(hours=merged[0][0])
+    last_day = _UNIX_EPOCH + timedelta(hours=merged[-1][1] - 1)
+    return SyncPlan(
+        "heal",
+        merged[0][0],
+        merged[-1][1],
+        windows,
+        report_days=(first_day.date(), last_day.date()),
+    )
 
 
 def _done_spans(conn: sqlite3.Connection, campaign_id: int | None) -> list[list[int]]:
@@ -355,6 +423,10 @@ def run_sync(
                 if not go_on:
                     break
                 hold("between-windows")
+        # fetch + load: the API's daily reports, to reconcile the hours against
+        if result.status == "running" and plan.report_days and not options.dry_run:
+            _sync_reports(conn, client, result, *plan.report_days)
+
         if len(windows) < len(plan.windows):
             result.note = (
                 f"Stopped after {len(windows)} of {len(plan.windows)} windows as asked; "
@@ -405,6 +477,30 @@ def run_sync(
         result.api_retries,
     )
     return result
+
+
+def _sync_reports(
+    conn: sqlite3.Connection,
+    client: PeachClient,
+    result: SyncResult,
+    first: date,
+    last: date,
+) -> None:
+    """Keep the API's daily reports; a failure here is a warning, not a failed sync."""
+    try:
+        rows = client.fetch_reports(first.isoformat(), last.isoformat())
+    except ApiError as exc:
+        log.warning(
+            "Daily reports for %s to %s were not read (%s); the next sync reads them "
+            "and `status --detailed` reconciles the days it has.",
+            first,
+            last,
+            exc,
+        )
+        return
+    with transaction(conn):
+        result.report_rows = store_reports(conn, rows, first, last, result.sync_id)
+    log.info("Kept %d daily report rows for %s to %s", result.report_rows, first, last)
 
 
 def _sync_campaigns(

@@ -5,11 +5,11 @@ a remedy and a non-zero exit (2 for configuration and usage, 1 for the rest); th
 trace only with --verbose. Each module registers one family of commands on `cli`.
 """
 
-from peachdw.cli import exports, hierarchy, reports, sandbox, warehouse
+from peachdw.cli import debug, exports, hierarchy, reports, sandbox, warehouse
 from peachdw.cli.base import cli
 
 #: Imported for the commands they register on `cli`.
-COMMAND_MODULES = (warehouse, reports, exports, hierarchy, sandbox)
+COMMAND_MODULES = (warehouse, reports, exports, hierarchy, debug, sandbox)
 
 
 def main() -> None:

@@ -163,6 +163,8 @@ def configure_logging(verbose: bool) -> None:
     # httpx logs every request at INFO; keep that for --verbose.
     logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # The Google client's transport logs each of its own retries; our message says it.
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose else logging.ERROR)
     root._peachdw_configured = True  # type: ignore[attr-defined]
 
 

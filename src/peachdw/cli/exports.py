@@ -13,8 +13,15 @@ from rich.console import Console
 from peachdw import db
 from peachdw.cli.base import cli, console, global_options, log, parse_day, setup
 from peachdw.config import Settings
-from peachdw.errors import ConfigError
-from peachdw.export import FORMATS, CsvWriter, ExportResult, Writer, export_report
+from peachdw.errors import ConfigError, PeachDWError
+from peachdw.export import (
+    FORMATS,
+    CsvWriter,
+    ExportResult,
+    Writer,
+    export_report,
+    record_refusal,
+)
 from peachdw.export import file_stem as export_file_stem
 from peachdw.hours import month_days, parse_month
 from peachdw.report import TAB_NAMES, ReportPeriod, build_tabs, held_days
@@ -35,8 +42,9 @@ def _report_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--output",
                 type=click.Path(path_type=Path, allow_dash=True),
-                help="CSV: the file for one tab (- for standard output) or the folder "
-                "for several; Excel: the .xlsx file. Default: a dated name under "
+                help="CSV: the file for one tab (- for standard output); for several, "
+                "report.csv names them report_summary.csv, ... and any other name is a "
+                "folder. Excel: the .xlsx file. Default: dated names under "
                 "export.directory.",
             ),
             click.option(
@@ -145,6 +153,16 @@ def run_export(
         raise click.BadParameter(
             "--spreadsheet-id and --spreadsheet-title need --format sheets."
         )
+    if spreadsheet_id and spreadsheet_title:
+        raise click.BadParameter(
+            "--spreadsheet-id writes into a spreadsheet, --spreadsheet-title creates "
+            "one; give one of them."
+        )
+    if fmt == "xlsx" and output == Path("-"):
+        raise click.BadParameter(
+            "an Excel workbook cannot go to standard output; give a .xlsx file, or "
+            "use --format csv with one --tab."
+        )
 
     conn = db.open_warehouse(
         settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
@@ -160,10 +178,22 @@ def run_export(
     if held is None or period.last < held[0] or period.first > held[1]:
         span = f"{held[0]} to {held[1]}" if held else "nothing yet"
         log.warning("No hourly data in this period; the warehouse holds %s.", span)
+    elif period.first < held[0] or period.last > held[1]:
+        log.warning(
+            "The warehouse holds %s to %s; the report's other days are empty.",
+            held[0],
+            held[1],
+        )
 
-    writer = make_writer(
-        settings, fmt, names, period, output, spreadsheet_id, spreadsheet_title
-    )
+    try:
+        writer = make_writer(
+            settings, fmt, names, period, output, spreadsheet_id, spreadsheet_title
+        )
+    except PeachDWError as exc:
+        if not dry_run:
+            record_refusal(conn, period, fmt=fmt, tabs=names, error=str(exc))
+        conn.close()
+        raise
     # With the report on standard output, everything else goes to stderr.
     say = Console(stderr=True, highlight=False) if output == Path("-") else console
     days = f"{period.first} to {period.last}, days in {zone.key}"
@@ -171,7 +201,10 @@ def run_export(
         built = build_tabs(conn, period, names)
         conn.close()
         counts = ", ".join(f"{tab.name} {len(tab.rows):,} rows" for tab in built)
-        say.print(f"Would write {counts} ({days}) as {fmt} to {writer.target}.")
+        say.print(
+            f"Would write {counts} ({days}) as {fmt} to {writer.target}.",
+            soft_wrap=True,
+        )
         return None
 
     result = export_report(conn, period, writer, fmt=fmt, tabs=names)
@@ -181,7 +214,8 @@ def run_export(
     )
     say.print(
         f"Wrote {counts} ({days}) to {result.target} "
-        f"in {result.seconds:.2f} s (export {result.export_id})."
+        f"in {result.seconds:.2f} s (export {result.export_id}).",
+        soft_wrap=True,
     )
     return result
 

@@ -22,7 +22,13 @@ from peachdw.hours import (
     current_hour,
     hour_text,
 )
-from peachdw.status import check_problems, collect_status
+from peachdw.quality import as_json as as_json_value
+from peachdw.status import (
+    check_problems,
+    collect_detailed,
+    collect_status,
+    reconciliation_problems,
+)
 from peachdw.sync import (
     process_alive,
 )
@@ -37,27 +43,52 @@ from peachdw.sync import (
     is_flag=True,
     help="For cron: print one line per problem and exit 1 if there is any.",
 )
+@click.option(
+    "--detailed",
+    is_flag=True,
+    help="Freshness, completeness, reconciliation with the API's reports, mapping, "
+    "plausibility, drift and a quality score.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_context
-def status(ctx: click.Context, check: bool, as_json: bool) -> None:
+def status(ctx: click.Context, check: bool, detailed: bool, as_json: bool) -> None:
     """Show the last syncs, the campaigns and the data the warehouse holds."""
     _, settings = setup(ctx)
-    if not (check or as_json):
+    if not (check or as_json or detailed):
         show_status(settings)
         return
 
     conn = db.open_warehouse(
         settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
     )
-    if as_json:
-        click.echo(json.dumps(dataclasses.asdict(collect_status(conn)), indent=2))
-    problems = (
-        check_problems(
-            conn, max_lag_hours=settings.quality.max_lag_hours, now_hour=current_hour()
+    now_hour = current_hour()
+    quality_settings = settings.quality
+    if detailed:
+        state = collect_detailed(
+            conn,
+            now_hour=now_hour,
+            zone=settings.reporting.zone(),
+            days=quality_settings.reconcile_days,
+            max_lag_hours=quality_settings.max_lag_hours,
+            tolerance=quality_settings.tolerance,
+            plausibility=quality_settings.plausibility,
         )
-        if check
-        else []
-    )
+        if as_json:
+            click.echo(json.dumps(as_json_value(state), indent=2))
+        else:
+            show_detailed(state)
+    elif as_json:
+        click.echo(json.dumps(dataclasses.asdict(collect_status(conn)), indent=2))
+    problems = []
+    if check:
+        problems = check_problems(
+            conn, max_lag_hours=quality_settings.max_lag_hours, now_hour=now_hour
+        ) + reconciliation_problems(
+            conn,
+            now_hour=now_hour,
+            days=quality_settings.reconcile_days,
+            tolerance=quality_settings.tolerance,
+        )
     conn.close()
 
     for problem in problems:
@@ -66,7 +97,154 @@ def status(ctx: click.Context, check: bool, as_json: bool) -> None:
         ctx.exit(1)
     # Silent under cron, so that any mail it sends is an alert.
     if check and sys.stdout.isatty():
-        click.echo("OK: the last sync succeeded and the data is fresh.")
+        click.echo(
+            "OK: the last sync succeeded, the data is fresh and agrees with the API's "
+            "reports."
+        )
+
+
+def show_detailed(state: dict[str, Any]) -> None:
+    score = state["score"]
+    parts = ", ".join(
+        f"{name} {'-' if share is None else f'{share:.0%}'} (weight {weight})"
+        for (name, share), weight in zip(
+            state["score_parts"].items(), state["score_weights"].values(), strict=True
+        )
+    )
+    console.print(
+        f"Data quality score: {'-' if score is None else score} of 100 ({parts}); "
+        "formula in docs/quality.md."
+    )
+
+    fresh = state["freshness"]
+    console.print(
+        f"Freshness: synced to {fresh['synced_to']}, "
+        f"{'-' if fresh['lag_hours'] is None else fresh['lag_hours']} hours ago "
+        f"(limit {fresh['max_lag_hours']})."
+    )
+    quiet = [c for c in fresh["serving_campaigns"] if (c["lag_hours"] or 0) > 24]
+    if quiet:
+        table = Table(
+            title="Serving campaigns with no hours in the last 24 (latest hour)"
+        )
+        for column in ("id", "name", "latest hour", "lag hours"):
+            table.add_column(column)
+        for row in quiet[:20]:
+            table.add_row(
+                str(row["id"]), row["name"], row["latest_hour"], str(row["lag_hours"])
+            )
+        console.print(table)
+
+    done = state["completeness"]
+    console.print(
+        f"Completeness, {done['first_day']} to {done['last_day']} ({done['timezone']}): "
+        f"{done['campaign_hours_missing']:,} of {done['campaign_hours_expected']:,} "
+        "serving campaign-hours never read."
+    )
+    if done["gaps"]:
+        table = Table(
+            title="Campaign-days with hours never read (sync --heal reads them)"
+        )
+        for column in ("campaign", "day", "hours in day", "hours missing"):
+            table.add_column(column)
+        for gap in done["gaps"][:30]:
+            table.add_row(
+                str(gap.campaign_id),
+                gap.day,
+                str(gap.hours_in_day),
+                str(gap.missing_hours),
+            )
+        console.print(table)
+
+    recon = state["reconciliation"]
+    if not recon["days_with_reports"]:
+        console.print(
+            "Reconciliation: no API reports kept yet; the next `peachdw sync` reads them."
+        )
+    else:
+        console.print(
+            f"Reconciliation with the API's reports, {recon['first_day']} to "
+            f"{recon['last_day']} (UTC days): {recon['differing_campaign_days']} of "
+            f"{recon['campaign_days']} campaign-days differ."
+        )
+    if recon["differences"]:
+        table = Table(
+            title="Differences (warehouse - API); fix with `peachdw sync --heal`"
+        )
+        for column in ("campaign", "day", "metric", "warehouse", "API", "difference"):
+            table.add_column(column)
+        for d in recon["differences"]:
+            table.add_row(
+                str(d["campaign_id"]),
+                d["day"],
+                d["metric"],
+                f"{d['warehouse']:,}",
+                f"{d['api']:,}",
+                f"{d['delta']:+,}",
+            )
+        console.print(table)
+
+    mapping = state["mapping"]
+    console.print(
+        "Mapping confidence: "
+        + ", ".join(f"{label}: {n}" for label, n in mapping["distribution"].items())
+    )
+    if mapping["to_check"]:
+        console.print(
+            campaigns_table(
+                mapping["to_check"][:20],
+                "Campaigns to check (first 20; all: peachdw hierarchy unmapped)",
+            )
+        )
+
+    plausible = state["plausibility"]
+    console.print(
+        f"Plausibility: {plausible['rows_violating']:,} of "
+        f"{plausible['rows_checked']:,} rows break a rule ("
+        + "; ".join(f"{rule}: {n}" for rule, n in plausible["by_rule"].items())
+        + "); `peachdw debug-campaign ID` lists them."
+    )
+
+    syncs = Table(title="Recent syncs: rejected rows and restated hours")
+    for column in (
+        "id",
+        "type",
+        "status",
+        "started",
+        "rejected",
+        "restated",
+        "back to",
+    ):
+        syncs.add_column(column)
+    for row in state["recent_syncs"]:
+        syncs.add_row(
+            str(row["id"]),
+            row["sync_type"],
+            row["status"],
+            row["started_at"],
+            str(row["records_rejected"]),
+            str(row["records_restated"]),
+            row["restated_oldest_hour"],
+        )
+    console.print(syncs)
+
+    if state["schema_drift"]:
+        drift = Table(title="Fields the API sends that the warehouse does not store")
+        for column in ("endpoint", "field", "first seen", "last seen", "times"):
+            drift.add_column(column)
+        for row in state["schema_drift"]:
+            drift.add_row(
+                row["endpoint"],
+                row["field"],
+                row["first_seen_at"],
+                row["last_seen_at"],
+                str(row["occurrences"]),
+            )
+        console.print(drift)
+    else:
+        console.print(
+            "Schema drift: the API sends no field the warehouse does not know."
+        )
 
 
 def show_status(settings: Settings) -> None:

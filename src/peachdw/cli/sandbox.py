@@ -22,14 +22,35 @@ from peachdw.cli.base import (
 )
 from peachdw.cli.exports import run_export
 from peachdw.cli.reports import show_status
-from peachdw.cli.warehouse import print_sync
+from peachdw.cli.warehouse import print_sync, settings_sync_options
 from peachdw.errors import PeachDWError, SyncError
 from peachdw.sync import (
-    SyncOptions,
     run_sync,
 )
 
 # -- sandbox and demo -----------------------------------------------------------------
+
+
+def _quirk_rate(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    from peachdw.sandbox.quirks import check_rate
+
+    try:
+        return check_rate("the rate", value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _quirk_field(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    from peachdw.sandbox.quirks import check_field_name
+
+    if value is None:
+        return None
+    try:
+        return check_field_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @cli.command()
@@ -61,6 +82,46 @@ from peachdw.sync import (
 @click.option(
     "--latency", type=click.FloatRange(0), default=0.0, help="Seconds per response."
 )
+@click.option(
+    "--drop-hours",
+    metavar="RATE",
+    type=float,
+    default=0.0,
+    callback=_quirk_rate,
+    help="Share (0 to 1) of the campaign hours with activity that /admin/metrics "
+    "leaves out; /admin/reports still counts them.",
+)
+@click.option(
+    "--skew-report",
+    metavar="RATE",
+    type=float,
+    default=0.0,
+    callback=_quirk_rate,
+    help="Share (0 to 1) of the campaign days whose hourly data gets an amount added "
+    "to one hour, so it no longer adds up to /admin/reports.",
+)
+@click.option(
+    "--extra-field",
+    metavar="NAME",
+    callback=_quirk_field,
+    help="A new integer field on every /admin/metrics row (schema drift), "
+    "e.g. video_views.",
+)
+@click.option(
+    "--implausible",
+    metavar="RATE",
+    type=float,
+    default=0.0,
+    callback=_quirk_rate,
+    help="Share (0 to 1) of the hourly rows that break one plausibility rule "
+    "(an account or chat total, or registrations above sessions).",
+)
+@click.option(
+    "--quirk-seed",
+    metavar="N",
+    type=int,
+    help="Seed for which hours and days the quirks pick (default: --seed).",
+)
 @click.pass_context
 def sandbox(
     ctx: click.Context,
@@ -70,25 +131,45 @@ def sandbox(
     campaigns: int,
     faults: str,
     latency: float,
+    drop_hours: float,
+    skew_report: float,
+    extra_field: str | None,
+    implausible: float,
+    quirk_seed: int | None,
 ) -> None:
-    """Serve a deterministic Peach AI admin API on 127.0.0.1 until interrupted."""
-    from peachdw.sandbox import Dataset, FaultPlan, SandboxServer, parse_faults
+    """Serve a deterministic Peach AI admin API on 127.0.0.1 until interrupted.
+
+    Faults break how answers arrive; quirks (--drop-hours, --skew-report,
+    --extra-field, --implausible) break what the data says, for the warehouse's checks.
+    """
+    from peachdw.sandbox import Dataset, FaultPlan, Quirks, SandboxServer, parse_faults
 
     options, settings = setup(ctx)
     try:
         rates = parse_faults(faults)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
+    quirks = Quirks(
+        drop_hours=drop_hours,
+        skew_report=skew_report,
+        extra_field=extra_field,
+        implausible=implausible,
+        seed=seed if quirk_seed is None else quirk_seed,
+    )
     token = token or settings.token() or "sandbox-token"
     server = SandboxServer(
         Dataset(seed=seed, campaigns=campaigns),
         token,
         port=port,
         faults=FaultPlan(rates, seed=seed),
+        quirks=quirks,
         latency=latency,
     )
     if options.dry_run:
-        console.print(f"Would serve {campaigns} campaigns on 127.0.0.1:{port}.")
+        console.print(
+            f"Would serve {campaigns} campaigns on 127.0.0.1:{port} "
+            f"(quirks: {quirks.describe()})."
+        )
         return
     try:
         server.start()
@@ -98,7 +179,7 @@ def sandbox(
         ) from exc
     console.print(
         f"Sandbox API on {server.url} ({campaigns} campaigns, seed {seed}, "
-        f"faults: {faults or 'none'}). Stop with Ctrl-C."
+        f"faults: {faults or 'none'}, quirks: {quirks.describe()}). Stop with Ctrl-C."
     )
     console.file.flush()  # a log file or pipe should see the address at once
     try:
@@ -145,11 +226,7 @@ def demo(ctx: click.Context) -> None:
             result = run_sync(
                 conn,
                 client,
-                SyncOptions(
-                    lookback_hours=settings.sync.lookback_hours,
-                    initial_days=settings.sync.initial_days,
-                    window_hours=settings.sync.window_hours,
-                ),
+                settings_sync_options(settings),
             )
         print_sync(result)
         if result.status != "success":

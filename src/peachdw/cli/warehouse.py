@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import ExitStack
 from datetime import date
 from typing import Any
@@ -33,10 +34,13 @@ from peachdw.hours import (
 )
 from peachdw.lock import SyncLock
 from peachdw.progress import WindowProgress
+from peachdw.quality import reconcile, report_days
 from peachdw.sync import (
     SyncOptions,
+    SyncPlan,
     SyncResult,
     mark_interrupted,
+    plan_heal,
     plan_historical,
     run_sync,
 )
@@ -84,12 +88,20 @@ def init(ctx: click.Context) -> None:
     is_flag=True,
     help="Re-read from sync.start_date (or sync.initial_days ago), not from the last sync.",
 )
+@click.option(
+    "--heal",
+    is_flag=True,
+    help="Re-read only the hours of the reconciled days that were never read or whose "
+    "sums differ from the API's reports, and say what that fixed.",
+)
 @click.pass_context
-def sync(ctx: click.Context, full: bool) -> None:
+def sync(ctx: click.Context, full: bool, heal: bool) -> None:
     """Pull campaigns and hourly metrics from the API into the warehouse."""
     options, settings = setup(ctx)
+    if full and heal:
+        raise click.BadParameter("--full and --heal do not go together; pick one.")
     start_date = settings.sync.start_date
-    sync_options = _sync_options(
+    sync_options = settings_sync_options(
         settings,
         dry_run=options.dry_run,
         full=full,
@@ -97,7 +109,7 @@ def sync(ctx: click.Context, full: bool) -> None:
         if start_date
         else None,
     )
-    _run(settings, sync_options, "peachdw sync")
+    _run(settings, sync_options, "peachdw sync", heal=heal)
 
 
 @cli.command("sync-historical")
@@ -145,7 +157,7 @@ def sync_historical(
             f"{first} is not in the past yet; nothing to load.", param_hint="dates"
         )
 
-    sync_options = _sync_options(
+    sync_options = settings_sync_options(
         settings, dry_run=options.dry_run, test_batches=test_batches
     )
     _run(
@@ -182,11 +194,13 @@ def _backfill_days(
     return first, last
 
 
-def _sync_options(settings: Settings, **overrides: Any) -> SyncOptions:
+def settings_sync_options(settings: Settings, **overrides: Any) -> SyncOptions:
     return SyncOptions(
         lookback_hours=settings.sync.lookback_hours,
         initial_days=settings.sync.initial_days,
         window_hours=settings.sync.window_hours,
+        reconcile_days=settings.quality.reconcile_days,
+        tolerance=settings.quality.tolerance,
         **overrides,
     )
 
@@ -197,6 +211,7 @@ def _run(
     command: str,
     *,
     historical: tuple[int, int, int | None, bool] | None = None,
+    heal: bool = False,
 ) -> None:
     """Take the lock, plan, sync with progress, print the summary; raise on failure."""
     client = make_client(settings)
@@ -221,12 +236,18 @@ def _run(
                 campaign_id=campaign_id,
                 resume=resume,
             )
+        if heal:
+            plan, before = _plan_heal(conn, sync_options)
+            if plan is None:
+                return
         with WindowProgress(client.stats) as progress:
             result = run_sync(
                 conn, client, sync_options, plan=plan, on_window=progress.update
             )
 
     print_sync(result)
+    if heal and result.status == "success":
+        _report_heal(settings, sync_options, before)
     if result.status != "success":
         rerun = (
             "Run the same `peachdw sync-historical` with --resume to read what is missing."
@@ -237,6 +258,50 @@ def _run(
         if result.status == "interrupted":
             error.exit_code = 130  # the shell's code for a run stopped by Ctrl-C
         raise error
+
+
+def _plan_heal(
+    conn: sqlite3.Connection, options: SyncOptions
+) -> tuple[SyncPlan | None, int]:
+    """The heal plan and the differing campaign-days before it; None: nothing to do."""
+    now_hour = current_hour()
+    plan = plan_heal(conn, options, now_hour)
+    days = report_days(now_hour, options.reconcile_days)
+    before = (
+        len(reconcile(conn, *days, tolerance=options.tolerance).differing_campaign_days)
+        if days
+        else 0
+    )
+    if not plan.windows:
+        console.print(
+            "Nothing to heal: every hour of the reconciled days was read and their sums "
+            "agree with the API's reports."
+        )
+        return None, before
+    console.print(
+        f"Healing {before} campaign-day(s) that differ from the API's reports and the "
+        f"hours never read: {len(plan.windows)} window(s), "
+        f"{span_text(plan.start_hour, plan.end_hour)}."
+    )
+    return plan, before
+
+
+def _report_heal(settings: Settings, options: SyncOptions, before: int) -> None:
+    conn = db.open_warehouse(settings.database.path)
+    days = report_days(current_hour(), options.reconcile_days)
+    found = reconcile(conn, *days, tolerance=options.tolerance) if days else None
+    conn.close()
+    after = len(found.differing_campaign_days) if found else 0
+    console.print(
+        f"Heal: {max(before - after, 0)} of {before} differing campaign-day(s) fixed; "
+        f"{after} still differ."
+    )
+    if after:
+        raise SyncError(
+            f"{after} campaign-day(s) still differ from the API's reports after the "
+            "heal; `peachdw status --detailed` lists them. If the API's hours are still "
+            "wrong, ask its owners; otherwise run `peachdw sync --heal` again."
+        )
 
 
 def _sync_failure(result: SyncResult, rerun: str) -> str:

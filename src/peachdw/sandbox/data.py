@@ -19,7 +19,7 @@ import math
 import operator
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -41,6 +41,11 @@ DAY_CACHE_SIZE = 2048
 
 _EPOCH_DAY = date(1970, 1, 1)
 _REPORT_INDEX = tuple(METRICS.index(name) for name in REPORT_METRICS)
+
+
+#: Rewrites one hour's values, in METRICS order, before `Dataset.reports` adds them up:
+#: `amend(campaign_id, unix_hour, values) -> values`.
+Amend = Callable[[int, int, tuple[int, ...]], tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -524,6 +529,30 @@ class Dataset:
                             continue
                     yield hour, cid, values
 
+    def active_hours(
+        self, day: int, campaign_id: int | None = None
+    ) -> dict[int, tuple[int, ...]]:
+        """The unix hours with activity of one UTC day (days since 1970-01-01).
+
+        By campaign id. An hour counts when its final values carry traffic, whatever the
+        clock says, so an hour of today still to come counts too; campaigns without any
+        such hour are left out.
+        """
+        low, high = day * 24, day * 24 + 24
+        active: dict[int, tuple[int, ...]] = {}
+        for cid, first, stop in self._active_spans(campaign_id):
+            if first >= high or stop <= low:
+                continue
+            day_hours = self._day(cid, day)
+            hours = tuple(
+                hour
+                for hour in range(max(low, first), min(high, stop))
+                if day_hours[hour - low] is not None
+            )
+            if hours:
+                active[cid] = hours
+        return active
+
     def metrics(
         self, start_hour: int, end_hour: int, campaign_id: int | None = None
     ) -> list[dict]:
@@ -542,12 +571,19 @@ class Dataset:
         ]
 
     def reports(
-        self, start_date: date, end_date: date, campaign_id: int | None = None
+        self,
+        start_date: date,
+        end_date: date,
+        campaign_id: int | None = None,
+        *,
+        amend: Amend | None = None,
     ) -> list[dict]:
         """Daily REPORT_METRICS totals per campaign of the UTC days start..end.
 
         Both days count. The totals are the sums of what `metrics` returns at the same
         clock, sorted by (date, campaign_id); days without activity are left out.
+        `amend` rewrites each hour before it is added, for data the API itself holds
+        otherwise (the implausible quirk).
         """
         start_hour = (start_date - _EPOCH_DAY).days * 24
         end_hour = ((end_date - _EPOCH_DAY).days + 1) * 24
@@ -561,6 +597,8 @@ class Dataset:
 
         totals: dict[tuple[int, int], list[int]] = {}
         for hour, cid, values in self._hours(start_hour, end_hour, campaign_id):
+            if amend is not None:
+                values = amend(cid, hour, values)
             sums = totals.setdefault((hour // 24, cid), [0] * len(_REPORT_INDEX))
             for position, index in enumerate(_REPORT_INDEX):
                 sums[position] += values[index]

@@ -17,6 +17,9 @@ turns by the fault's ordinal (the n-th fault of that kind, counted from 0):
 ``duplicate`` and ``badvalue`` change only metrics answers with rows, and ``malformed``
 only 200s; elsewhere the draw is spent and nothing is injected. ``faults_injected``
 counts what was actually injected.
+
+`Quirks` (quirks.py) change what the answers say rather than how they arrive: they apply
+before any fault, and `SandboxServer.quirks` can be replaced while the server runs.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 from peachdw.metrics import MAX_COUNT, METRICS
 from peachdw.sandbox.data import Dataset
 from peachdw.sandbox.faults import Fault, FaultPlan
+from peachdw.sandbox.quirks import Quirks
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +122,10 @@ def _date(query: dict[str, list[str]], name: str) -> date:
         ) from None
 
 
-def list_campaigns(dataset: Dataset, query: dict[str, list[str]]) -> dict:
-    """GET /admin/campaigns: one page of campaigns, by id."""
+def list_campaigns(
+    dataset: Dataset, query: dict[str, list[str]], quirks: Quirks
+) -> dict:
+    """GET /admin/campaigns: one page of campaigns, by id; no quirk applies."""
     page = _integer(query, "page", default=1)
     per_page = _integer(query, "per_page", default=MAX_PER_PAGE)
     if page < 1:
@@ -142,7 +148,7 @@ def list_campaigns(dataset: Dataset, query: dict[str, list[str]]) -> dict:
     }
 
 
-def list_metrics(dataset: Dataset, query: dict[str, list[str]]) -> dict:
+def list_metrics(dataset: Dataset, query: dict[str, list[str]], quirks: Quirks) -> dict:
     """GET /admin/metrics: hourly rows of [start_hour, end_hour), at most 168 hours."""
     start_hour = _integer(query, "start_hour")
     end_hour = _integer(query, "end_hour")
@@ -160,11 +166,11 @@ def list_metrics(dataset: Dataset, query: dict[str, list[str]]) -> dict:
     return {
         "start_hour": start_hour,
         "end_hour": end_hour,
-        "data": dataset.metrics(start_hour, end_hour, campaign_id),
+        "data": quirks.metrics(dataset, start_hour, end_hour, campaign_id),
     }
 
 
-def list_reports(dataset: Dataset, query: dict[str, list[str]]) -> dict:
+def list_reports(dataset: Dataset, query: dict[str, list[str]], quirks: Quirks) -> dict:
     """GET /admin/reports: daily totals for the UTC days start_date..end_date."""
     start_date = _date(query, "start_date")
     end_date = _date(query, "end_date")
@@ -172,7 +178,7 @@ def list_reports(dataset: Dataset, query: dict[str, list[str]]) -> dict:
     if end_date < start_date:
         raise _BadRequest(f"end_date ({end_date}) is before start_date ({start_date})")
 
-    return {"data": dataset.reports(start_date, end_date, campaign_id)}
+    return {"data": quirks.reports(dataset, start_date, end_date, campaign_id)}
 
 
 _ENDPOINTS = {
@@ -322,8 +328,10 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint = _ENDPOINTS.get(path)
         if endpoint is None:
             return _error(404, f"no endpoint at {path}")
+        sandbox = self.server.sandbox
         try:
-            payload = endpoint(self.server.sandbox.dataset, parse_qs(query))
+            # One read of `quirks`, so a switch mid-request cannot mix two sets.
+            payload = endpoint(sandbox.dataset, parse_qs(query), sandbox.quirks)
         except _BadRequest as error:
             return _error(400, str(error))
         return _Reply(200, payload)
@@ -386,7 +394,8 @@ class SandboxServer:
 
     `latency` delays every response, `timeout_delay` is how long the timeout fault
     stalls, `retry_after` is the 429 wait in seconds, and `trickle_interval` the pause
-    between the bytes of a trickled body.
+    between the bytes of a trickled body. `quirks` (all off by default) may be replaced
+    while serving: ``server.quirks = Quirks()`` switches them off from the next request.
     """
 
     def __init__(
@@ -397,6 +406,7 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: FaultPlan | None = None,
+        quirks: Quirks | None = None,
         latency: float = 0.0,
         timeout_delay: float = 5.0,
         retry_after: int = 1,
@@ -409,6 +419,7 @@ class SandboxServer:
         self._token = token.encode()
         self.host, self.port = host, port
         self.faults = faults
+        self.quirks = quirks
         self.latency = latency
         self.timeout_delay = timeout_delay
         self.retry_after = retry_after
@@ -425,6 +436,18 @@ class SandboxServer:
     def __repr__(self) -> str:
         where = self.url if self._httpd else "not started"
         return f"<SandboxServer {where}>"
+
+    @property
+    def quirks(self) -> Quirks:
+        """The data-quality quirks of the answers; None assigns all off."""
+        return self._quirks
+
+    @quirks.setter
+    def quirks(self, quirks: Quirks | None) -> None:
+        if quirks is not None and not isinstance(quirks, Quirks):
+            raise TypeError(f"quirks must be a Quirks or None, not {quirks!r}")
+        # Quirks are immutable, so swapping the reference is the whole, atomic change.
+        self._quirks = Quirks() if quirks is None else quirks
 
     @property
     def url(self) -> str:

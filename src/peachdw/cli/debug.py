@@ -1,0 +1,272 @@
+"""`peachdw debug-campaign ID`: everything the warehouse knows about one campaign."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+from rich.table import Table
+
+from peachdw import db, quality
+from peachdw.cli.base import cli, console, global_options, setup
+from peachdw.errors import PeachDWError
+from peachdw.hours import current_hour, day_spans, hour_text
+from peachdw.metrics import METRICS
+from peachdw.rules import TIERS
+
+#: Days of the coverage grid.
+GRID_DAYS = 14
+#: One character per hour of the grid.
+GRID_KEY = {
+    "data": "#",  # stored hour with activity
+    "quiet": ".",  # read, nothing happened (the API sends no row for a quiet hour)
+    "unread": "?",  # no finished sync window covered this hour
+    "before": "-",  # before the warehouse's first synced hour
+    "implausible": "!",  # stored, but breaks a plausibility rule
+    "future": " ",  # not complete yet
+}
+
+
+@cli.command("debug-campaign")
+@global_options
+@click.argument("campaign_id", type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print it all as JSON.")
+@click.pass_context
+def debug_campaign(ctx: click.Context, campaign_id: int, as_json: bool) -> None:
+    """Show one campaign: its record, mapping and rules, a coverage grid of the last 14
+    days, its last 48 hours, its totals against the API's reports, rule violations and
+    the syncs that touched it."""
+    _, settings = setup(ctx)
+    conn = db.open_warehouse(
+        settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
+    )
+    record = conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
+    row = record.fetchone()
+    if row is None:
+        raise PeachDWError(
+            f"Campaign {campaign_id} is not in the warehouse; `peachdw hierarchy "
+            "unmapped` and the exports list the ids it holds, and `peachdw sync` "
+            "brings in new ones."
+        )
+    now_hour = current_hour()
+    zone = settings.reporting.zone()
+    rules = [quality.parse_rule(text) for text in settings.quality.plausibility]
+    state = {
+        "campaign": dict(row),
+        "mapping": _mapping(conn, campaign_id),
+        "grid": _grid(conn, campaign_id, now_hour, zone, rules),
+        "last_48_hours": _recent(conn, campaign_id, now_hour),
+        "reconciliation": _reconciliation(conn, campaign_id, now_hour, settings),
+        "violations": quality.violations(
+            conn, rules, 0, now_hour + 1, campaign_id=campaign_id, limit=50
+        )[1],
+        "syncs": _syncs(conn, campaign_id),
+    }
+    conn.close()
+    if as_json:
+        click.echo(json.dumps(quality.as_json(state), indent=2))
+        return
+    _show(state, zone.key)
+
+
+def _mapping(conn: sqlite3.Connection, campaign_id: int) -> list[dict[str, Any]]:
+    """Each tier, its value and the rule that set it (none: the fallback)."""
+    mapping = conn.execute(
+        "SELECT * FROM campaign_hierarchy WHERE campaign_id = ?", (campaign_id,)
+    ).fetchone()
+    if mapping is None:
+        return []
+    tiers = []
+    for tier in TIERS:
+        rule = conn.execute(
+            "SELECT id, rule_key, match_type, pattern, priority FROM hierarchy_rules "
+            "WHERE id = ?",
+            (mapping[f"{tier}_rule_id"],),
+        ).fetchone()
+        tiers.append(
+            {
+                "tier": tier,
+                "value": mapping[tier],
+                "rule": dict(rule) if rule else None,
+                "confidence": mapping["mapping_confidence"],
+            }
+        )
+    return tiers
+
+
+def _grid(
+    conn: sqlite3.Connection,
+    campaign_id: int,
+    now_hour: int,
+    zone: Any,
+    rules: list[quality.PlausibilityRule],
+) -> list[dict[str, Any]]:
+    """A line per day of the last GRID_DAYS in the reporting zone, a mark per hour."""
+    today = datetime.fromtimestamp(now_hour * 3600, zone).date()
+    spans = day_spans(today - timedelta(days=GRID_DAYS - 1), today, zone)
+    start, end = spans[0][1], spans[-1][2]
+    stored = {
+        hour
+        for (hour,) in conn.execute(
+            "SELECT unix_hour FROM hourly_data WHERE campaign_id = ? "
+            "AND unix_hour >= ? AND unix_hour < ?",
+            (campaign_id, start, end),
+        )
+    }
+    broken = {
+        v.unix_hour
+        for v in quality.violations(conn, rules, start, end, campaign_id=campaign_id)[1]
+    }
+    covered = quality.covered_spans(conn, campaign_id)
+    begins = quality.coverage_start(conn)
+    lines = []
+    for day, lo, hi in spans:
+        marks = []
+        for hour in range(lo, hi):
+            if hour >= now_hour:
+                mark = "future"
+            elif hour in broken:
+                mark = "implausible"
+            elif hour in stored:
+                mark = "data"
+            elif begins is None or hour < begins:
+                mark = "before"
+            elif quality.uncovered(covered, hour, hour + 1):
+                mark = "unread"
+            else:
+                mark = "quiet"
+            marks.append(GRID_KEY[mark])
+        lines.append({"day": day.isoformat(), "hours": "".join(marks)})
+    return lines
+
+
+def _recent(
+    conn: sqlite3.Connection, campaign_id: int, now_hour: int
+) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        f"SELECT unix_hour, {', '.join(METRICS)}, sync_id FROM hourly_data "
+        "WHERE campaign_id = ? AND unix_hour >= ? ORDER BY unix_hour",
+        (campaign_id, now_hour - 48),
+    )
+    return [{"hour": hour_text(row[0]), **dict(row)} for row in rows]
+
+
+def _reconciliation(
+    conn: sqlite3.Connection, campaign_id: int, now_hour: int, settings: Any
+) -> dict[str, Any]:
+    days = quality.report_days(now_hour, max(settings.quality.reconcile_days, 1))
+    assert days is not None
+    found = quality.reconcile(
+        conn, *days, tolerance=settings.quality.tolerance, campaign_id=campaign_id
+    )
+    return {
+        "first_day": found.first_day,
+        "last_day": found.last_day,
+        "days_with_reports": found.days,
+        "differences": found.differences,
+    }
+
+
+def _syncs(conn: sqlite3.Connection, campaign_id: int) -> list[dict[str, Any]]:
+    """Syncs whose rows this campaign's stored hours carry, and syncs aimed at it."""
+    return [
+        dict(row)
+        for row in conn.execute(
+            "SELECT s.id, s.sync_type, s.status, s.started_at, "
+            "coalesce(t.hours, 0) AS hours_written FROM sync_history AS s "
+            "LEFT JOIN (SELECT sync_id, count(*) AS hours FROM hourly_data "
+            "WHERE campaign_id = :id GROUP BY sync_id) AS t ON t.sync_id = s.id "
+            "WHERE t.sync_id IS NOT NULL OR s.campaign_id = :id ORDER BY s.id DESC",
+            {"id": campaign_id},
+        )
+    ]
+
+
+def _show(state: dict[str, Any], zone: str) -> None:
+    campaign = state["campaign"]
+    record = Table(title=f"Campaign {campaign['id']}", show_header=False)
+    for key, value in campaign.items():
+        record.add_row(key, "" if value is None else str(value))
+    console.print(record)
+
+    if state["mapping"]:
+        mapping = Table(title="Mapping, and the rule behind each tier")
+        for column in ("tier", "value", "rule", "pattern", "priority"):
+            mapping.add_column(column)
+        for tier in state["mapping"]:
+            rule = tier["rule"]
+            mapping.add_row(
+                tier["tier"],
+                tier["value"],
+                f"{rule['id']} {rule['rule_key'] or ''}".strip()
+                if rule
+                else "fallback",
+                f"{rule['match_type']}: {rule['pattern']}" if rule else "",
+                str(rule["priority"]) if rule else "",
+            )
+        console.print(mapping)
+        console.print(f"Mapping confidence: {state['mapping'][0]['confidence']:.2f}")
+    else:
+        console.print("Not mapped yet: the next sync maps it.")
+
+    key = ", ".join(f"{mark} {name}" for name, mark in GRID_KEY.items() if mark != " ")
+    console.print(
+        f"Coverage, last {GRID_DAYS} days in {zone}, hour 0 on the left ({key}):"
+    )
+    for line in state["grid"]:
+        console.print(f"  {line['day']}  {line['hours']}")
+
+    recent = state["last_48_hours"]
+    if recent:
+        table = Table(title="Last 48 hours (stored; a quiet hour has no row)")
+        shown = ("hour", "sessions", "registrations", "converted_users", "messages")
+        for column in (*shown, "sync"):
+            table.add_column(column)
+        for row in recent:
+            table.add_row(*(str(row[c]) for c in shown), str(row["sync_id"]))
+        console.print(table)
+    else:
+        console.print("No stored hours in the last 48.")
+
+    recon = state["reconciliation"]
+    if not recon["days_with_reports"]:
+        console.print("Totals against the API: no API reports kept for recent days.")
+    elif recon["differences"]:
+        table = Table(title="Daily totals that differ from the API's reports")
+        for column in ("day", "metric", "warehouse", "API", "difference"):
+            table.add_column(column)
+        for d in recon["differences"]:
+            table.add_row(d.day, d.metric, str(d.warehouse), str(d.api), f"{d.delta:+}")
+        console.print(table)
+    else:
+        console.print(
+            f"Totals against the API: every day {recon['first_day']} to "
+            f"{recon['last_day']} agrees."
+        )
+
+    if state["violations"]:
+        table = Table(title="Stored hours that break a plausibility rule")
+        for column in ("hour", "rule", "values"):
+            table.add_column(column)
+        for v in state["violations"]:
+            values = ", ".join(f"{k}={n}" for k, n in v.values.items())
+            table.add_row(hour_text(v.unix_hour), v.rule, values)
+        console.print(table)
+    else:
+        console.print("Plausibility: every stored hour keeps the rules.")
+
+    syncs = Table(title="Syncs that touched it")
+    for column in ("id", "type", "status", "started", "hours it wrote"):
+        syncs.add_column(column)
+    for row in state["syncs"][:20]:
+        syncs.add_row(
+            str(row["id"]),
+            row["sync_type"],
+            row["status"],
+            row["started_at"],
+            str(row["hours_written"]),
+        )
+    console.print(syncs)

@@ -1,0 +1,404 @@
+"""Is the data right? Freshness, completeness, reconciliation, plausibility, a score.
+
+- **Reconciliation** compares the warehouse's UTC daily sums with the API's own daily
+  totals (`GET /admin/reports`, kept in `api_reports` by every sync), metric by metric.
+- **Completeness** counts, for every serving campaign and day (in the reporting time
+  zone), the hours that no finished sync window covered.
+- **Plausibility** runs configurable rules such as
+  `total_accounts = email_accounts + google_accounts` over the stored rows.
+- **The score** (0 to 100) weighs these with freshness and mapping; the formula is in
+  docs/quality.md and every part is shown.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from peachdw.db import utc_now
+from peachdw.errors import ConfigError
+from peachdw.hours import day_spans
+from peachdw.metrics import METRICS, REPORT_METRICS
+
+#: Rules every row of the sandbox, and of the real API, should satisfy.
+DEFAULT_PLAUSIBILITY = (
+    "total_accounts = email_accounts + google_accounts",
+    "total_user_chats = companion_chats + chat_room_user_chats",
+    "registrations <= sessions",
+)
+_UNIX_DAY = date(1970, 1, 1)
+#: Weight of each part of the score; they add up to 100.
+SCORE_WEIGHTS = {
+    "freshness": 20,
+    "completeness": 25,
+    "reconciliation": 30,
+    "plausibility": 15,
+    "mapping": 10,
+}
+_RULE = re.compile(
+    r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=|=|<|>)\s*"
+    r"([a-z_][a-z0-9_]*(?:\s*\+\s*[a-z_][a-z0-9_]*)*)\s*$"
+)
+
+
+# -- reports kept from the API -------------------------------------------------------
+
+
+def store_reports(
+    conn: sqlite3.Connection,
+    rows: list[dict[str, Any]],
+    first: date,
+    last: date,
+    sync_id: int | None,
+) -> int:
+    """Keep the API's daily totals for the UTC days first..last, replacing older ones.
+
+    A campaign-day the API leaves out had no activity. Rows for unknown campaigns, or
+    that are not the contract's shape, are skipped. Returns the rows stored.
+    """
+    known = {row[0] for row in conn.execute("SELECT id FROM campaigns")}
+    fetched = utc_now()
+    kept = []
+    for row in rows:
+        try:
+            campaign_id = row["campaign_id"]
+            day = date.fromisoformat(row["date"])
+            values = [row[metric] for metric in REPORT_METRICS]
+        except (KeyError, TypeError, ValueError):
+            continue
+        valid = all(isinstance(v, int) and v >= 0 for v in values)
+        if campaign_id in known and first <= day <= last and valid:
+            kept.append((campaign_id, day.isoformat(), *values, fetched, sync_id))
+    conn.execute(
+        "DELETE FROM api_reports WHERE day >= ? AND day <= ?",
+        (first.isoformat(), last.isoformat()),
+    )
+    columns = ", ".join(REPORT_METRICS)
+    marks = ", ".join("?" for _ in REPORT_METRICS)
+    conn.executemany(
+        f"INSERT INTO api_reports (campaign_id, day, {columns}, fetched_at, sync_id) "
+        f"VALUES (?, ?, {marks}, ?, ?)",
+        kept,
+    )
+    day = first
+    while day <= last:
+        conn.execute(
+            "INSERT INTO api_report_days (day, fetched_at, sync_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (day) DO UPDATE SET fetched_at = excluded.fetched_at, "
+            "sync_id = excluded.sync_id",
+            (day.isoformat(), fetched, sync_id),
+        )
+        day += timedelta(days=1)
+    return len(kept)
+
+
+def report_days(last_complete_hour: int, days: int) -> tuple[date, date] | None:
+    """The last `days` UTC days that ended by `last_complete_hour` (exclusive end)."""
+    last = date(1970, 1, 1) + timedelta(days=last_complete_hour // 24 - 1)
+    if days < 1:
+        return None
+    return last - timedelta(days=days - 1), last
+
+
+# -- reconciliation ------------------------------------------------------------------
+
+
+@dataclass
+class Difference:
+    campaign_id: int
+    day: str
+    metric: str
+    warehouse: int
+    api: int
+
+    @property
+    def delta(self) -> int:
+        return self.warehouse - self.api
+
+
+@dataclass
+class Reconciliation:
+    first_day: str | None
+    last_day: str | None
+    days: int = 0
+    campaign_days: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def differing_campaign_days(self) -> set[tuple[int, str]]:
+        return {(d.campaign_id, d.day) for d in self.differences}
+
+
+def coverage_start(conn: sqlite3.Connection) -> int | None:
+    """The first hour the warehouse read for every campaign: nothing before it is
+    expected (loading older days is `sync-historical`'s work)."""
+    return conn.execute(
+        "SELECT min(start_hour) FROM sync_windows "
+        "WHERE status = 'done' AND campaign_id IS NULL"
+    ).fetchone()[0]
+
+
+def reconcile(
+    conn: sqlite3.Connection,
+    first: date,
+    last: date,
+    *,
+    tolerance: float = 0.0,
+    campaign_id: int | None = None,
+) -> Reconciliation:
+    """The warehouse's UTC daily sums against the API's reports, on the days fetched.
+
+    Days that start before the warehouse's first synced hour are left out. A difference
+    counts when it is larger than `tolerance` times the API's figure (0: any difference
+    counts).
+    """
+    begins = coverage_start(conn)
+    if begins is None:
+        return Reconciliation(None, None)
+    first = max(first, _UNIX_DAY + timedelta(days=-(-begins // 24)))
+    fetched = [
+        date.fromisoformat(row[0])
+        for row in conn.execute(
+            "SELECT day FROM api_report_days WHERE day >= ? AND day <= ? ORDER BY day",
+            (first.isoformat(), last.isoformat()),
+        )
+    ]
+    result = Reconciliation(
+        fetched[0].isoformat() if fetched else None,
+        fetched[-1].isoformat() if fetched else None,
+        len(fetched),
+    )
+    if not fetched:
+        return result
+
+    api: dict[tuple[int, str], tuple[int, ...]] = {}
+    scope = "" if campaign_id is None else " AND campaign_id = :campaign"
+    for row in conn.execute(
+        f"SELECT campaign_id, day, {', '.join(REPORT_METRICS)} FROM api_reports "
+        f"WHERE day >= :first AND day <= :last{scope}",
+        {
+            "first": fetched[0].isoformat(),
+            "last": fetched[-1].isoformat(),
+            "campaign": campaign_id,
+        },
+    ):
+        api[(row[0], row[1])] = tuple(row[2:])
+
+    days = {day.isoformat() for day in fetched}
+    stored: dict[tuple[int, str], tuple[int, ...]] = {}
+    spans = day_spans(fetched[0], fetched[-1], ZoneInfo("UTC"))
+    values = ", ".join(f"('{d.isoformat()}', {lo}, {hi})" for d, lo, hi in spans)
+    campaign_filter = "" if campaign_id is None else " WHERE c.id = :campaign"
+    for row in conn.execute(
+        f"WITH days(day, lo, hi) AS (VALUES {values}) SELECT c.id, days.day, "
+        + ", ".join(f"sum(d.{m})" for m in REPORT_METRICS)
+        + " FROM campaigns AS c CROSS JOIN days CROSS JOIN hourly_data AS d "
+        "ON d.campaign_id = c.id AND d.unix_hour >= days.lo AND d.unix_hour < days.hi"
+        f"{campaign_filter} GROUP BY c.id, days.day",
+        {"campaign": campaign_id},
+    ):
+        if row[1] in days:
+            stored[(row[0], row[1])] = tuple(row[2:])
+
+    zero = (0,) * len(REPORT_METRICS)
+    keys = sorted(set(api) | set(stored), key=lambda k: (k[1], k[0]))
+    result.campaign_days = len(keys)
+    for key in keys:
+        ours, theirs = stored.get(key, zero), api.get(key, zero)
+        for metric, mine, reported in zip(REPORT_METRICS, ours, theirs, strict=True):
+            if abs(mine - reported) > tolerance * reported:
+                result.differences.append(
+                    Difference(key[0], key[1], metric, mine, reported)
+                )
+    return result
+
+
+# -- completeness --------------------------------------------------------------------
+
+
+def covered_spans(
+    conn: sqlite3.Connection, campaign_id: int | None = None
+) -> list[tuple[int, int]]:
+    """Hours read by finished sync windows for every campaign (or this one), merged."""
+    rows = conn.execute(
+        "SELECT start_hour, end_hour FROM sync_windows WHERE status = 'done' "
+        "AND (campaign_id IS NULL OR campaign_id IS ?) ORDER BY start_hour",
+        (campaign_id,),
+    )
+    spans: list[list[int]] = []
+    for start, end in rows:
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return [(start, end) for start, end in spans]
+
+
+def uncovered(spans: list[tuple[int, int]], start: int, end: int) -> int:
+    """How many hours of [start, end) no span covers."""
+    covered = sum(max(0, min(e, end) - max(s, start)) for s, e in spans)
+    return end - start - covered
+
+
+@dataclass
+class Gap:
+    campaign_id: int
+    day: str
+    hours_in_day: int
+    missing_hours: int
+
+
+def completeness(
+    conn: sqlite3.Connection, first: date, last: date, zone: ZoneInfo, end_hour: int
+) -> tuple[int, list[Gap]]:
+    """(campaign-hours expected, gaps) for serving campaigns over the days first..last.
+
+    Hours from `end_hour` on (not complete yet) are not expected.
+    """
+    begins = coverage_start(conn)
+    if begins is None:
+        return 0, []
+    global_spans = covered_spans(conn)
+    per_campaign = {
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT campaign_id FROM sync_windows "
+            "WHERE status = 'done' AND campaign_id IS NOT NULL"
+        )
+    }
+    serving = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM campaigns WHERE is_serving AND NOT is_deleted ORDER BY id"
+        )
+    ]
+    expected = 0
+    gaps = []
+    for day, lo, hi in day_spans(first, last, zone):
+        lo, hi = max(lo, begins), min(hi, end_hour)
+        if hi <= lo:
+            continue
+        for campaign_id in serving:
+            spans = (
+                covered_spans(conn, campaign_id)
+                if campaign_id in per_campaign
+                else global_spans
+            )
+            expected += hi - lo
+            missing = uncovered(spans, lo, hi)
+            if missing:
+                gaps.append(Gap(campaign_id, day.isoformat(), hi - lo, missing))
+    return expected, gaps
+
+
+# -- plausibility --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlausibilityRule:
+    text: str
+    left: str
+    op: str
+    right: tuple[str, ...]
+
+    def violated_sql(self) -> str:
+        """A SQL condition true for rows that break the rule (columns of `d`)."""
+        right = " + ".join(f"d.{name}" for name in self.right)
+        op = {"=": "!=", "<=": ">", ">=": "<", "<": ">=", ">": "<="}[self.op]
+        return f"d.{self.left} {op} {right}"
+
+
+def parse_rule(text: str) -> PlausibilityRule:
+    """`metric (=|<=|>=|<|>) metric [+ metric ...]`; ConfigError names what is wrong."""
+    match = _RULE.match(text)
+    if not match:
+        raise ConfigError(
+            f"Plausibility rule {text!r} is not of the form "
+            "'metric = metric + metric' (or <=, >=, <, >).",
+            key="quality.plausibility",
+        )
+    left, op, right = match.group(1), match.group(2), match.group(3)
+    names = (left, *(part.strip() for part in right.split("+")))
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise ConfigError(
+            f"Plausibility rule {text!r} names {', '.join(unknown)}, not a metric; "
+            f"metrics are {', '.join(METRICS)}.",
+            key="quality.plausibility",
+        )
+    return PlausibilityRule(text.strip(), left, op, names[1:])
+
+
+@dataclass
+class Violation:
+    campaign_id: int
+    unix_hour: int
+    rule: str
+    values: dict[str, int]
+
+
+def violations(
+    conn: sqlite3.Connection,
+    rules: list[PlausibilityRule],
+    start_hour: int,
+    end_hour: int,
+    *,
+    campaign_id: int | None = None,
+    limit: int | None = None,
+) -> tuple[dict[str, int], list[Violation]]:
+    """(count per rule, the violating rows up to `limit` per rule) in [start, end)."""
+    counts: dict[str, int] = {}
+    found: list[Violation] = []
+    scope = "" if campaign_id is None else " AND c.id = :campaign"
+    for rule in rules:
+        names = (rule.left, *rule.right)
+        rows = conn.execute(
+            f"SELECT c.id, d.unix_hour, {', '.join(f'd.{n}' for n in names)} "
+            "FROM campaigns AS c CROSS JOIN hourly_data AS d ON d.campaign_id = c.id "
+            f"WHERE d.unix_hour >= :start AND d.unix_hour < :end{scope} "
+            f"AND {rule.violated_sql()} ORDER BY d.unix_hour, c.id",
+            {"start": start_hour, "end": end_hour, "campaign": campaign_id},
+        ).fetchall()
+        counts[rule.text] = len(rows)
+        for row in rows[:limit]:
+            found.append(
+                Violation(
+                    row[0], row[1], rule.text, dict(zip(names, row[2:], strict=True))
+                )
+            )
+    return counts, found
+
+
+# -- the score -----------------------------------------------------------------------
+
+
+def score(parts: dict[str, float | None]) -> float | None:
+    """0 to 100: the weighted mean of the parts that could be measured (each a share
+    from 0 to 1); a part with nothing to measure (None) leaves the others' weights."""
+    measured = {name: share for name, share in parts.items() if share is not None}
+    weight = sum(SCORE_WEIGHTS[name] for name in measured)
+    if not weight:
+        return None
+    total = sum(SCORE_WEIGHTS[name] * share for name, share in measured.items())
+    return round(100 * total / weight, 1)
+
+
+def as_json(value: Any) -> Any:
+    """Dataclasses and dates as plain JSON values."""
+    if hasattr(value, "__dataclass_fields__"):
+        return as_json(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [as_json(v) for v in value]
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+def utc_day(unix_hour: int) -> date:
+    return datetime.fromtimestamp(unix_hour * 3600, UTC).date()
