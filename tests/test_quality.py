@@ -1,0 +1,303 @@
+"""Knowing when the numbers are wrong: reconciliation, completeness, plausibility, drift,
+status --detailed / --check and sync --heal, against a sandbox told to misbehave."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from sandbox_helpers import TOKEN
+
+from peachdw import quality
+from peachdw.cli import cli
+from peachdw.db import connect, transaction
+from peachdw.errors import ConfigError
+from peachdw.hours import current_hour, days_to_hours
+from peachdw.metrics import REPORT_METRICS
+from peachdw.sandbox import Dataset, Quirks, SandboxServer
+from peachdw.sync import SyncOptions, plan_heal
+
+QUIRKS = Quirks(drop_hours=0.01, skew_report=0.03, seed=11)
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A sandbox frozen an hour ahead of the wall clock (so the sync's hours all exist
+    and never change under the test), misbehaving as QUIRKS says, and a folder."""
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    dataset = Dataset(seed=8, campaigns=40, now=now)
+    with SandboxServer(dataset, TOKEN, quirks=QUIRKS) as server:
+        yield dataset, server, tmp_path
+
+
+def peachdw(folder, server, *args):
+    env = {
+        "PEACHAI_API_TOKEN": TOKEN,
+        "PEACHDW_API_BASE_URL": server.url,
+        "PEACHDW_DATABASE_PATH": str(folder / "warehouse.db"),
+    }
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def expected_differences(dataset, db_path) -> dict[tuple[int, str, str], int]:
+    """(campaign, UTC day, metric) -> warehouse minus API, from what the quirks did on
+    the days the status reconciles."""
+    conn = connect(db_path)
+    begins = quality.coverage_start(conn)
+    conn.close()
+    first, last = quality.report_days(current_hour(), 7)
+    first = max(first, date(1970, 1, 1) + timedelta(days=-(-begins // 24)))
+    start = (first - date(1970, 1, 1)).days * 24
+    end = (last - date(1970, 1, 1)).days * 24 + 24
+    changes = QUIRKS.changes(dataset, start, end)
+    delta: dict[tuple[int, str, str], int] = defaultdict(int)
+    for campaign_id, hour in changes.dropped:
+        (row,) = dataset.metrics(hour, hour + 1, campaign_id) or [{}]
+        day = datetime.fromtimestamp(hour * 3600, UTC).date().isoformat()
+        for metric in REPORT_METRICS:
+            delta[(campaign_id, day, metric)] -= row.get(metric, 0)
+    for (campaign_id, day, metric), amount in changes.skewed.items():
+        delta[(campaign_id, day, metric)] += amount
+    return {key: value for key, value in delta.items() if value}
+
+
+def test_status_names_each_difference_check_fails_and_heal_fixes_them(world):
+    dataset, server, folder = world
+    synced = peachdw(folder, server, "sync")
+    assert synced.exit_code == 0, synced.output
+
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    assert len(expected) >= 5  # the quirks did bite in the reconciled days
+
+    detailed = peachdw(folder, server, "status", "--detailed", "--json")
+    assert detailed.exit_code == 0, detailed.output
+    state = json.loads(detailed.output)
+    found = {
+        (d["campaign_id"], d["day"], d["metric"]): d["delta"]
+        for d in state["reconciliation"]["differences"]
+    }
+    assert found == expected
+    assert state["score_parts"]["reconciliation"] < 1
+
+    shown = peachdw(folder, server, "status", "--detailed")
+    for campaign_id, day, metric in list(expected)[:5]:
+        assert any(
+            str(campaign_id) in line and day in line and metric in line
+            for line in shown.output.splitlines()
+        )
+
+    check = peachdw(folder, server, "status", "--check")
+    assert check.exit_code == 1
+    problems = [
+        line for line in check.output.splitlines() if line.startswith("PROBLEM")
+    ]
+    assert len(problems) == len(expected)
+
+    # The API corrects its hours; the heal re-reads only the days that differ.
+    server.quirks = Quirks()
+    healed = peachdw(folder, server, "sync", "--heal")
+    assert healed.exit_code == 0, healed.output
+    differing_days = {(c, d) for c, d, _ in expected}
+    assert f"{len(differing_days)} of {len(differing_days)} differing" in healed.output
+
+    conn = connect(folder / "warehouse.db")
+    heal = conn.execute(
+        "SELECT sync_type, status FROM sync_history ORDER BY id DESC"
+    ).fetchone()
+    assert tuple(heal) == ("heal", "success")
+    windows = conn.execute(
+        "SELECT sum(end_hour - start_hour) FROM sync_windows WHERE sync_id = "
+        "(SELECT max(id) FROM sync_history)"
+    ).fetchone()[0]
+    days = {d for _, d, _ in expected}
+    assert windows == 24 * len(days)  # only the differing UTC days were read again
+
+    after = peachdw(folder, server, "status", "--check")
+    assert after.exit_code == 0, after.output
+    assert after.output == ""
+
+
+def test_heal_that_cannot_fix_says_so_and_fails(world):
+    _, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    healed = peachdw(folder, server, "sync", "--heal")  # the API is still wrong
+    assert healed.exit_code == 1
+    assert "still differ from the API's reports" in healed.output
+
+
+def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    with SandboxServer(Dataset(seed=8, campaigns=20, now=now), TOKEN) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        healed = peachdw(tmp_path, server, "sync", "--heal")
+        check = peachdw(tmp_path, server, "status", "--check")
+    assert healed.exit_code == 0
+    assert "Nothing to heal" in healed.output
+    assert check.exit_code == 0
+
+
+def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    dataset = Dataset(seed=8, campaigns=20, now=now)
+    quirks = Quirks(extra_field="video_views", implausible=0.02, seed=4)
+    with SandboxServer(dataset, TOKEN, quirks=quirks) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        state = json.loads(
+            peachdw(tmp_path, server, "status", "--detailed", "--json").output
+        )
+        assert [d["field"] for d in state["schema_drift"]] == ["video_views"]
+        shown = peachdw(tmp_path, server, "status", "--detailed")
+        assert "video_views" in shown.output
+
+        conn = connect(tmp_path / "warehouse.db")
+        days = state["completeness"]
+        start, end = days_to_hours(
+            date.fromisoformat(days["first_day"]), date.fromisoformat(days["last_day"])
+        )
+        changes = quirks.changes(dataset, max(start, quality.coverage_start(conn)), end)
+        broken = defaultdict(int)
+        for _, _, rule in changes.implausible:
+            broken[rule] += 1
+        assert state["plausibility"]["by_rule"] == {
+            rule: broken.get(rule, 0) for rule in quality.DEFAULT_PLAUSIBILITY
+        }
+        assert sum(broken.values()) > 0
+
+        campaign_id, hour, rule = sorted(changes.implausible)[0]
+        debug = peachdw(tmp_path, server, "debug-campaign", str(campaign_id), "--json")
+        listed = json.loads(debug.output)["violations"]
+        assert {"campaign_id": campaign_id, "unix_hour": hour, "rule": rule} in [
+            {k: v[k] for k in ("campaign_id", "unix_hour", "rule")} for v in listed
+        ]
+        conn.close()
+
+
+def test_debug_campaign_shows_grid_rules_and_syncs(tmp_path):
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    with SandboxServer(Dataset(seed=8, campaigns=20, now=now), TOKEN) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        conn = connect(tmp_path / "warehouse.db")
+        campaign_id, hours = conn.execute(
+            "SELECT campaign_id, count(*) FROM hourly_data GROUP BY campaign_id "
+            "ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()
+        result = peachdw(tmp_path, server, "debug-campaign", str(campaign_id), "--json")
+        missing = peachdw(tmp_path, server, "debug-campaign", "999999")
+    state = json.loads(result.output)
+    grid = "".join(line["hours"] for line in state["grid"])
+    assert grid.count("#") == hours  # every stored hour of the last 14 days, marked
+    assert all(tier["rule"] for tier in state["mapping"] if tier["value"] != "Unknown")
+    assert state["syncs"][0]["hours_written"] == hours
+    assert missing.exit_code == 1
+    assert "Campaign 999999 is not in the warehouse" in missing.output
+
+
+# -- the parts, one by one ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sessions => registrations", "is not of the form"),
+        ("sessions <= visits", "names visits, not a metric"),
+        ("", "is not of the form"),
+    ],
+)
+def test_plausibility_rules_are_checked(text, message):
+    with pytest.raises(ConfigError, match=message):
+        quality.parse_rule(text)
+
+
+def test_reconcile_counts_differences_beyond_the_tolerance(warehouse):
+    with transaction(warehouse):
+        warehouse.execute("INSERT INTO campaigns (id, name) VALUES (1, 'a'), (2, 'b')")
+        warehouse.execute(
+            "INSERT INTO sync_history (id, sync_type, status, started_at) "
+            "VALUES (1, 'incremental', 'success', 'now')"
+        )
+        warehouse.execute(
+            "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+            "finished_at) VALUES (1, 0, 480000, 'done', 'now')"
+        )
+        day = 20000  # 2024-10-04
+        warehouse.executemany(
+            "INSERT INTO hourly_data (campaign_id, unix_hour, sessions) VALUES (?, ?, ?)",
+            [(1, day * 24 + 3, 100), (1, day * 24 + 30, 5), (2, day * 24 + 1, 50)],
+        )
+        first = date(1970, 1, 1) + timedelta(days=day)
+        quality.store_reports(
+            warehouse,
+            [
+                {
+                    "campaign_id": 1,
+                    "date": first.isoformat(),
+                    "sessions": 103,
+                    "registrations": 0,
+                    "converted_users": 0,
+                    "messages": 0,
+                },
+                {
+                    "campaign_id": 2,
+                    "date": first.isoformat(),
+                    "sessions": 50,
+                    "registrations": 0,
+                    "converted_users": 0,
+                    "messages": 0,
+                },
+            ],
+            first,
+            first + timedelta(days=1),
+            1,
+        )
+    exact = quality.reconcile(warehouse, first, first + timedelta(days=1))
+    assert [(d.campaign_id, d.day, d.metric, d.delta) for d in exact.differences] == [
+        (1, first.isoformat(), "sessions", -3),
+        (1, (first + timedelta(days=1)).isoformat(), "sessions", 5),
+    ]
+    loose = quality.reconcile(
+        warehouse, first, first + timedelta(days=1), tolerance=0.05
+    )
+    # 3 of 103 is within 5%; 5 against a report of 0 is not.
+    assert [d.delta for d in loose.differences] == [5]
+
+
+def test_completeness_counts_hours_never_read_in_local_days(warehouse):
+    zone = ZoneInfo("Europe/Berlin")
+    spring = date(2025, 3, 30)  # 23 hours in Berlin
+    start = int(datetime(2025, 3, 29, 23, tzinfo=UTC).timestamp()) // 3600
+    with transaction(warehouse):
+        warehouse.execute(
+            "INSERT INTO campaigns (id, name, is_serving) VALUES (1, 'a', 1)"
+        )
+        warehouse.execute(
+            "INSERT INTO sync_history (id, sync_type, status, started_at) "
+            "VALUES (1, 'incremental', 'success', 'now')"
+        )
+        warehouse.executemany(
+            "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+            "finished_at) VALUES (1, ?, ?, 'done', 'now')",
+            [(start, start + 10), (start + 12, start + 23)],
+        )
+    expected, gaps = quality.completeness(warehouse, spring, spring, zone, start + 100)
+    assert expected == 23
+    assert [(g.day, g.hours_in_day, g.missing_hours) for g in gaps] == [
+        ("2025-03-30", 23, 2)
+    ]
+    plan = plan_heal(warehouse, SyncOptions(reconcile_days=3), start + 23 + 24)
+    assert (start + 10, start + 12) in plan.windows
+
+
+def test_score_leaves_out_what_could_not_be_measured():
+    parts = {
+        "freshness": 1.0,
+        "completeness": 0.5,
+        "reconciliation": None,
+        "plausibility": 1.0,
+        "mapping": 1.0,
+    }
+    assert quality.score(parts) == round(100 * (20 + 12.5 + 15 + 10) / 70, 1)
+    assert quality.score(dict.fromkeys(parts)) is None
