@@ -74,6 +74,9 @@ class HourlyPlan:
     unknown_campaign: list[Rejection] = field(default_factory=list)
     #: The oldest stored hour this window changes (updates or zeroes), if any.
     oldest_changed_hour: int | None = None
+    #: The stored values of the hours it updates or deletes, by (campaign, hour): what
+    #: the write takes away, known without reading the hours again.
+    previous: dict[tuple[int, int], tuple] = field(default_factory=dict)
 
     @property
     def inserted(self) -> int:
@@ -141,8 +144,10 @@ def plan_hourly(
             plan.inserts.append(row)
         elif values == _ZERO:
             plan.deletes.append(key)
+            plan.previous[key] = previous
         else:
             plan.updates.append(row)
+            plan.previous[key] = previous
             changed_hours.append(row[1])
 
     if window.has_unkeyed_rejections:
@@ -158,9 +163,10 @@ def plan_hourly(
         # whole response (deleted, or filtered out by the API) keeps its hours.
         reported = {row[0] for row in rows}
         kept = window.rejected_keys
-        plan.deletes.extend(
-            key for key in stored if key[0] in reported and key not in kept
-        )
+        for key, previous in stored.items():
+            if key[0] in reported and key not in kept:
+                plan.deletes.append(key)
+                plan.previous[key] = previous
 
     changed_hours.extend(hour for _, hour in plan.deletes)
     plan.oldest_changed_hour = min(changed_hours, default=None)
