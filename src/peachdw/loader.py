@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from peachdw import rollup
 from peachdw.db import utc_now
 from peachdw.metrics import METRICS
 from peachdw.records import (
@@ -75,7 +76,7 @@ class HourlyPlan:
     #: The oldest stored hour this window changes (updates or zeroes), if any.
     oldest_changed_hour: int | None = None
     #: The stored values of the hours it updates or deletes, by (campaign, hour): what
-    #: the write takes away, known without reading the hours again.
+    #: the write takes away, which the daily rollup subtracts (rollup.apply).
     previous: dict[tuple[int, int], tuple] = field(default_factory=dict)
 
     @property
@@ -213,7 +214,8 @@ def _stored_hours(
 def apply_hourly(
     conn: sqlite3.Connection, plan: HourlyPlan, sync_id: int | None
 ) -> None:
-    """Carry out a plan inside the caller's transaction."""
+    """Carry out a plan inside the caller's transaction, and keep the daily rollup in
+    step with it there, in the zone the rollup is built in (rollup.py)."""
     # New hours take a plain INSERT: the plan was made inside this write transaction, so
     # they cannot exist, and if one did the insert would fail loudly rather than replace.
     # It is a third faster than the upsert, which changed hours take.
@@ -223,6 +225,10 @@ def apply_hourly(
         conn.executemany(_hourly_sql(sync_id, upsert=True), plan.updates)
     if plan.deletes:
         conn.executemany(_DELETE_HOURLY, plan.deletes)
+
+    zone = rollup.built_zone(conn)
+    if zone is not None:
+        rollup.apply(conn, plan, zone)
 
 
 def record_rejections(

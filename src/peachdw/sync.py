@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from peachdw import loader, rules
+from peachdw import loader, rollup, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
@@ -55,6 +56,9 @@ HOLD_ENV = "PEACHDW_TEST_HOLD"
 #: File `hold` creates when it stops, so a test knows the moment has come.
 HOLD_FILE_ENV = "PEACHDW_TEST_HOLD_FILE"
 _hold_counts: dict[str, int] = {}
+
+#: The zone reports are cut in unless reporting.timezone says otherwise.
+_UTC = ZoneInfo("UTC")
 
 
 @dataclass
@@ -110,6 +114,8 @@ class SyncOptions:
     dry_run: bool = False
     #: Stop after this many windows (a trial run of a backfill).
     test_batches: int | None = None
+    #: reporting.timezone: the zone the daily rollup is cut in.
+    zone: ZoneInfo = _UTC
 
 
 @dataclass(frozen=True)
@@ -296,6 +302,10 @@ def run_sync(
     """
     if not options.dry_run:
         mark_interrupted(conn)
+        # Before any window is written: a changed reporting.timezone rebuilds the daily
+        # rollup here, under the sync's lock, and each window then keeps it in step.
+        with transaction(conn):
+            rollup.ensure(conn, options.zone)
     plan = plan or plan_incremental(conn, options, current_hour(now))
     windows = plan.windows
     if options.test_batches is not None:

@@ -149,6 +149,7 @@ def demo(ctx: click.Context) -> None:
                     lookback_hours=settings.sync.lookback_hours,
                     initial_days=settings.sync.initial_days,
                     window_hours=settings.sync.window_hours,
+                    zone=settings.reporting.zone(),
                 ),
             )
         print_sync(result)

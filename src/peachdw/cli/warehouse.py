@@ -187,6 +187,7 @@ def _sync_options(settings: Settings, **overrides: Any) -> SyncOptions:
         lookback_hours=settings.sync.lookback_hours,
         initial_days=settings.sync.initial_days,
         window_hours=settings.sync.window_hours,
+        zone=settings.reporting.zone(),
         **overrides,
     )
 
