@@ -106,14 +106,21 @@ def ensure(conn: sqlite3.Connection, zone: ZoneInfo) -> bool:
 
 def apply(conn: sqlite3.Connection, plan: HourlyPlan, zone: ZoneInfo) -> None:
     """Carry a window's writes of hourly_data into the rollup cut in `zone`, in the same
-    transaction. `zone` must be the zone the rollup is built in (`built_zone`)."""
+    transaction. `zone` must be the zone the rollup is built in (`built_zone`).
+
+    Each touched day gets the plan's new values less the stored ones; a day whose totals
+    come to zero has no stored hour left (an all-zero hour is never stored) and goes.
+    """
+    # From the plan, not by summing the day's hours again: a backfill window of ~30,000
+    # new hours costs ~20 ms this way and ~50 ms with SQL sums (docs/performance.md).
     if not (plan.inserts or plan.updates or plan.deletes):
         return
 
-    hours = [row[1] for row in plan.inserts]
-    hours += [row[1] for row in plan.updates]
-    hours += [hour for _, hour in plan.deletes]
-    day_of = _day_of_hours(min(hours), max(hours), zone)
+    # Every list holds (campaign_id, unix_hour, ...) rows or keys.
+    written = [rows for rows in (plan.inserts, plan.updates, plan.deletes) if rows]
+    first = min(min(map(itemgetter(1), rows)) for rows in written)
+    last = max(max(map(itemgetter(1), rows)) for rows in written)
+    day_of = _day_of_hours(first, last, zone)
 
     delta = _changes_by_day(plan, day_of)
     stored = _stored_days(conn, delta)
