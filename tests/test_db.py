@@ -6,6 +6,7 @@ import pytest
 
 from peachdw import db
 from peachdw.errors import StorageError
+from peachdw.metrics import METRICS
 
 NEWEST = db.migrations()[-1].version
 
@@ -305,3 +306,56 @@ def test_version_4_file_upgrades_to_heal_syncs_and_report_tables(db_path, monkey
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT count(*) FROM api_reports").fetchone()[0] == 0
+
+
+def test_version_5_file_with_hours_upgrades_to_an_unbuilt_rollup(db_path, monkeypatch):
+    """Migration 6 cannot know reporting.timezone: it leaves the rollup unbuilt, reports
+    sum the hours meanwhile, and the next sync builds it."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from peachdw import rollup
+    from peachdw.report import ReportPeriod, daily_totals
+
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:5])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute("INSERT INTO campaigns (id, name) VALUES (1, 'c'), (2, 'd')")
+    # 2025-08-01 21:00, 22:00 and 23:00 UTC, and 2025-08-02 00:00 UTC: in Berlin
+    # (UTC+2) the last three are all on 2 August.
+    conn.execute(
+        "INSERT INTO hourly_data (campaign_id, unix_hour, sessions, messages) VALUES "
+        "(1, 487245, 4, 0), (1, 487246, 5, 1), (1, 487247, 6, 2), (1, 487248, 7, 3), "
+        "(2, 487248, 9, 0)"
+    )
+    conn.close()
+
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    conn = db.connect(db_path)
+    assert db.migrate(conn) == [m.version for m in shipped[5:]]
+    assert conn.execute("SELECT zone FROM rollup_state").fetchall()[0][0] is None
+    assert conn.execute("SELECT count(*) FROM daily_totals").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM hourly_data").fetchone()[0] == 5
+
+    def sessions_and_messages(period):
+        sessions, messages = METRICS.index("sessions"), METRICS.index("messages")
+        return [
+            (row[0], row[1], row[2 + sessions], row[2 + messages])
+            for row in daily_totals(conn, period)
+        ]
+
+    berlin = ReportPeriod(date(2025, 8, 1), date(2025, 8, 2), ZoneInfo("Europe/Berlin"))
+    expected = [
+        ("2025-08-01", 1, 4, 0),
+        ("2025-08-02", 1, 18, 6),
+        ("2025-08-02", 2, 9, 0),
+    ]
+    assert rollup.read_days(conn, berlin) is None
+    assert sessions_and_messages(berlin) == expected
+
+    with db.transaction(conn):
+        assert rollup.ensure(conn, ZoneInfo("Europe/Berlin"))
+    assert rollup.read_days(conn, berlin) is not None
+    assert sessions_and_messages(berlin) == expected
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

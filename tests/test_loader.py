@@ -196,3 +196,21 @@ def test_listing_missing_most_campaigns_deletes_none(warehouse):
     assert (counts.deleted, counts.vanished_kept) == (0, 13)
     deleted = warehouse.execute("SELECT count(*) FROM campaigns WHERE is_deleted = 1")
     assert deleted.fetchone()[0] == 0
+
+
+def test_plan_keeps_the_stored_values_of_the_hours_it_changes_or_zeroes(warehouse):
+    add_campaigns(warehouse, 1)
+    load(
+        warehouse, [hour(1, 100, 5), hour(1, 101, 6), hour(1, 102, 7), hour(1, 103, 8)]
+    )
+
+    # 101 changes, 102 comes back as zeros and 103 is left out: both are deleted.
+    plan = load(warehouse, [hour(1, 100, 5), hour(1, 101, 9), hour(1, 102, 0)])
+    assert [row[:3] for row in plan.updates] == [(1, 101, 9)]
+    assert sorted(plan.deletes) == [(1, 102), (1, 103)]
+    assert {key: values[0] for key, values in plan.previous.items()} == {
+        (1, 101): 6,
+        (1, 102): 7,
+        (1, 103): 8,
+    }
+    assert all(len(values) == len(METRICS) for values in plan.previous.values())

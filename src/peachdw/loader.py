@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from peachdw import rollup
 from peachdw.db import utc_now
 from peachdw.metrics import METRICS
 from peachdw.records import (
@@ -74,6 +75,9 @@ class HourlyPlan:
     unknown_campaign: list[Rejection] = field(default_factory=list)
     #: The oldest stored hour this window changes (updates or zeroes), if any.
     oldest_changed_hour: int | None = None
+    #: The stored values of the hours it updates or deletes, by (campaign, hour): what
+    #: the write takes away, which the daily rollup subtracts (rollup.apply).
+    previous: dict[tuple[int, int], tuple] = field(default_factory=dict)
 
     @property
     def inserted(self) -> int:
@@ -141,8 +145,10 @@ def plan_hourly(
             plan.inserts.append(row)
         elif values == _ZERO:
             plan.deletes.append(key)
+            plan.previous[key] = previous
         else:
             plan.updates.append(row)
+            plan.previous[key] = previous
             changed_hours.append(row[1])
 
     if window.has_unkeyed_rejections:
@@ -158,9 +164,10 @@ def plan_hourly(
         # whole response (deleted, or filtered out by the API) keeps its hours.
         reported = {row[0] for row in rows}
         kept = window.rejected_keys
-        plan.deletes.extend(
-            key for key in stored if key[0] in reported and key not in kept
-        )
+        for key, previous in stored.items():
+            if key[0] in reported and key not in kept:
+                plan.deletes.append(key)
+                plan.previous[key] = previous
 
     changed_hours.extend(hour for _, hour in plan.deletes)
     plan.oldest_changed_hour = min(changed_hours, default=None)
@@ -207,7 +214,8 @@ def _stored_hours(
 def apply_hourly(
     conn: sqlite3.Connection, plan: HourlyPlan, sync_id: int | None
 ) -> None:
-    """Carry out a plan inside the caller's transaction."""
+    """Carry out a plan inside the caller's transaction, and keep the daily rollup in
+    step with it there, in the zone the rollup is built in (rollup.py)."""
     # New hours take a plain INSERT: the plan was made inside this write transaction, so
     # they cannot exist, and if one did the insert would fail loudly rather than replace.
     # It is a third faster than the upsert, which changed hours take.
@@ -217,6 +225,10 @@ def apply_hourly(
         conn.executemany(_hourly_sql(sync_id, upsert=True), plan.updates)
     if plan.deletes:
         conn.executemany(_DELETE_HOURLY, plan.deletes)
+
+    zone = rollup.built_zone(conn)
+    if zone is not None:
+        rollup.apply(conn, plan, zone)
 
 
 def record_rejections(

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from peachdw import rollup
 from peachdw.hours import day_spans
 from peachdw.metrics import METRICS
 from peachdw.rules import TIERS
@@ -66,11 +67,17 @@ class Tab:
 def daily_totals(
     conn: sqlite3.Connection, period: ReportPeriod
 ) -> Iterator[tuple[Any, ...]]:
-    """(day, campaign_id, *METRICS) for each campaign and day with stored hours.
+    """(day, campaign_id, *METRICS) for each campaign and day with stored hours, by
+    campaign and day.
 
-    The days come as a small table of hour ranges joined to each campaign's key range in
-    `hourly_data`, so every day is one key seek and the time zone costs nothing.
+    Served from the daily rollup when it is built for the period's zone (rollup.py).
+    Otherwise the days come as a small table of hour ranges joined to each campaign's key
+    range in `hourly_data`, so every day is one key seek and the time zone costs nothing.
     """
+    served = rollup.read_days(conn, period)
+    if served is not None:
+        return served
+
     spans = period.spans()
     values = ", ".join(f"('{day.isoformat()}', {lo}, {hi})" for day, lo, hi in spans)
     sql = (

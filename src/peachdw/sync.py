@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from peachdw import loader, rules
+from peachdw import loader, rollup, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
@@ -57,6 +58,9 @@ HOLD_ENV = "PEACHDW_TEST_HOLD"
 #: File `hold` creates when it stops, so a test knows the moment has come.
 HOLD_FILE_ENV = "PEACHDW_TEST_HOLD_FILE"
 _hold_counts: dict[str, int] = {}
+
+#: The zone reports are cut in unless reporting.timezone says otherwise.
+_UTC = ZoneInfo("UTC")
 
 
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,6 +125,8 @@ class SyncOptions:
     reconcile_days: int = 0
     #: How far a daily sum may differ from the API's report, as a share of it.
     tolerance: float = 0.0
+    #: reporting.timezone: the zone the daily rollup is cut in.
+    zone: ZoneInfo = _UTC
 
 
 @dataclass(frozen=True)
@@ -364,6 +370,10 @@ def run_sync(
     """
     if not options.dry_run:
         mark_interrupted(conn)
+        # Before any window is written: a changed reporting.timezone rebuilds the daily
+        # rollup here, under the sync's lock, and each window then keeps it in step.
+        with transaction(conn):
+            rollup.ensure(conn, options.zone)
     plan = plan or plan_incremental(conn, options, current_hour(now))
     windows = plan.windows
     if options.test_batches is not None:

@@ -201,6 +201,7 @@ def settings_sync_options(settings: Settings, **overrides: Any) -> SyncOptions:
         window_hours=settings.sync.window_hours,
         reconcile_days=settings.quality.reconcile_days,
         tolerance=settings.quality.tolerance,
+        zone=settings.reporting.zone(),
         **overrides,
     )
 
