@@ -9,6 +9,7 @@ into the same table. Prints a table and writes the same as JSON under benchmarks
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -56,80 +58,114 @@ def windows(dataset: Dataset) -> list[tuple[int, int, list[dict]]]:
     return [(s, e, dataset.metrics(s, e)) for s, e in window_bounds(start, end, 168)]
 
 
-def load_year(path: Path, dataset: Dataset, payloads: list) -> dict:
-    """The real path: validation, plan (compare with what is stored), upsert, and the
-    daily rollup kept in step in each window's transaction, as a sync does."""
-    conn = db.connect(path)
-    db.migrate(conn)
-    with db.transaction(conn):
-        rules.load_default_rules(conn)
-        loader.upsert_campaigns(
-            conn, [Campaign.model_validate(c) for c in dataset.campaigns], None
+#: Campaign ids of the scale point's copies are offset by multiples of this.
+ID_STRIDE = 100_000
+
+
+def scaled_campaigns(dataset: Dataset, factor: int) -> list[dict]:
+    """The dataset's campaigns, `factor` times over under new ids."""
+    return [
+        {**campaign, "id": campaign["id"] + copy * ID_STRIDE}
+        for copy in range(factor)
+        for campaign in dataset.campaigns
+    ]
+
+
+def scaled(payloads: list, factor: int) -> Iterator[tuple[int, int, list[dict]]]:
+    """Each window's rows, `factor` times over for the copied campaigns, one window at
+    a time so that a scale point never holds its whole year in memory."""
+    for start, end, rows in payloads:
+        if factor == 1:
+            yield start, end, rows
+            continue
+        yield (
+            start,
+            end,
+            [
+                {**row, "campaign_id": row["campaign_id"] + copy * ID_STRIDE}
+                for copy in range(factor)
+                for row in rows
+            ],
         )
+
+
+def load_year(folder: Path, campaigns: list[dict], payloads: Iterable) -> dict:
+    """The real path and the physical limit, window by window, side by side.
+
+    The real path: validation, plan (compare with what is stored), upsert, and the daily
+    rollup kept in step in each window's transaction, as a sync does, into real.db. The
+    limit: the same rows as tuples, one bare `executemany` per window, no checks at all,
+    into bare.db (turning the rows into tuples is not timed). Each window is loaded both
+    ways in turn, so that both see the same machine: on a shared one the rates drift by
+    a third within minutes.
+    """
+    real = _open(folder / "real.db", campaigns)
+    with db.transaction(real):
+        rules.load_default_rules(real)
         # As a sync does before its first window: from here every write keeps it.
-        rollup.ensure(conn, ZONE)
+        rollup.ensure(real, ZONE)
         # Rows carry the id of the sync that wrote them, as in a real sync.
-        sync_id = conn.execute(
+        sync_id = real.execute(
             "INSERT INTO sync_history (sync_type, status, started_at) "
             "VALUES ('historical', 'running', ?)",
             (db.utc_now(),),
         ).lastrowid
-    known = loader.known_campaign_ids(conn)
-
-    rows = 0
-    started = time.perf_counter()
-    for start, end, payload in payloads:
-        window = parse_metrics({"data": payload}, start, end)
-        with db.transaction(conn):
-            plan = loader.plan_hourly(conn, window, known)
-            loader.apply_hourly(conn, plan, sync_id)
-        rows += plan.inserted
-    seconds = time.perf_counter() - started
-
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    days = conn.execute("SELECT count(*) FROM daily_totals").fetchone()[0]
-    try:
-        rollup_bytes = conn.execute(
-            "SELECT sum(pgsize) FROM dbstat WHERE name = 'daily_totals'"
-        ).fetchone()[0]
-    except sqlite3.OperationalError:  # SQLite built without the dbstat table
-        rollup_bytes = None
-    conn.close()
-    return {
-        "rows": rows,
-        "seconds": seconds,
-        "bytes": path.stat().st_size,
-        "rollup_rows": days,
-        "rollup_bytes": rollup_bytes,
-    }
-
-
-def bare_executemany(path: Path, dataset: Dataset, payloads: list) -> dict:
-    """The limit: the same tuples, one executemany per window, no checks at all."""
-    conn = db.connect(path)
-    db.migrate(conn)
-    with db.transaction(conn):
-        loader.upsert_campaigns(
-            conn, [Campaign.model_validate(c) for c in dataset.campaigns], None
-        )
+    known = loader.known_campaign_ids(real)
+    bare = _open(folder / "bare.db", campaigns)
     columns = ("campaign_id", "unix_hour", *METRICS)
     sql = (
         f"INSERT INTO hourly_data ({', '.join(columns)}) "
         f"VALUES ({', '.join('?' * len(columns))})"
     )
-    tuples = [
-        [tuple(row[name] for name in columns) for row in payload]
-        for _, _, payload in payloads
-    ]
-    rows = 0
-    started = time.perf_counter()
-    for batch in tuples:
-        with db.transaction(conn):
-            conn.executemany(sql, batch)
-        rows += len(batch)
-    seconds = time.perf_counter() - started
-    conn.close()
-    return {"rows": rows, "seconds": seconds}
+
+    rows = bare_rows = 0
+    seconds = bare_seconds = 0.0
+    for start, end, payload in payloads:
+        started = time.perf_counter()
+        window = parse_metrics({"data": payload}, start, end)
+        with db.transaction(real):
+            plan = loader.plan_hourly(real, window, known)
+            loader.apply_hourly(real, plan, sync_id)
+        seconds += time.perf_counter() - started
+        rows += plan.inserted
+
+        batch = [tuple(row[name] for name in columns) for row in payload]
+        started = time.perf_counter()
+        with db.transaction(bare):
+            bare.executemany(sql, batch)
+        bare_seconds += time.perf_counter() - started
+        bare_rows += len(batch)
+    bare.close()
+    (folder / "bare.db").unlink()
+
+    real.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    days = real.execute("SELECT count(*) FROM daily_totals").fetchone()[0]
+    try:
+        rollup_bytes = real.execute(
+            "SELECT sum(pgsize) FROM dbstat WHERE name = 'daily_totals'"
+        ).fetchone()[0]
+    except sqlite3.OperationalError:  # SQLite built without the dbstat table
+        rollup_bytes = None
+    real.close()
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "bare_rows": bare_rows,
+        "bare_seconds": bare_seconds,
+        "bytes": (folder / "real.db").stat().st_size,
+        "rollup_rows": days,
+        "rollup_bytes": rollup_bytes,
+    }
+
+
+def _open(path: Path, campaigns: list[dict]) -> sqlite3.Connection:
+    conn = db.connect(path)
+    db.migrate(conn)
+    with db.transaction(conn):
+        loader.upsert_campaigns(
+            conn, [Campaign.model_validate(c) for c in campaigns], None
+        )
+    return conn
 
 
 def backfill_year(folder: Path, dataset: Dataset) -> dict:
@@ -225,8 +261,9 @@ def campaign_sync(runs: int = 5) -> float:
     return statistics.median(times)
 
 
-def queries(path: Path, payloads: list) -> dict:
-    """Reads an analyst runs on the loaded year, and a resync of an unchanged week."""
+def queries(path: Path, payloads: list | None) -> dict:
+    """Reads an analyst runs on the loaded year, and a resync of an unchanged week
+    (without `payloads`, only the three aggregations: the scale point)."""
     conn = db.connect(path)
     start = int(YEAR_START.timestamp()) // 3600
     end = int(YEAR_END.timestamp()) // 3600
@@ -287,11 +324,14 @@ def queries(path: Path, payloads: list) -> dict:
     figures = {
         "one_campaign_daily_ms": median_ms(one_campaign_daily, 7),
         "all_monthly_ms": median_ms(all_monthly, 7),
-        "all_monthly_from_hours_ms": median_ms(all_monthly_from_hours, 3),
-        "year_daily_ms": median_ms(year_daily, 7),
-        "year_daily_from_hours_ms": median_ms(year_daily_from_hours, 3),
         "top_ten_ms": median_ms(top_ten, 7),
     }
+    if payloads is None:
+        conn.close()
+        return figures
+    figures["all_monthly_from_hours_ms"] = median_ms(all_monthly_from_hours, 3)
+    figures["year_daily_ms"] = median_ms(year_daily, 7)
+    figures["year_daily_from_hours_ms"] = median_ms(year_daily_from_hours, 3)
 
     week_start, week_end, rows = payloads[len(payloads) // 2]
     window = parse_metrics({"data": rows}, week_start, week_end)
@@ -307,6 +347,23 @@ def queries(path: Path, payloads: list) -> dict:
 
     conn.close()
     return figures
+
+
+def scale_point(folder: Path, dataset: Dataset, payloads: list, factor: int) -> dict:
+    """The year with `factor` times the campaigns: size, loader rate against the bare
+    limit, and the aggregations, to show how cost grows with the work."""
+    campaigns = scaled_campaigns(dataset, factor)
+    scale = folder / "scale"
+    scale.mkdir()
+    real = load_year(scale, campaigns, scaled(payloads, factor))
+    return {
+        "campaigns": len(campaigns),
+        "rows": real["rows"],
+        "bytes": real["bytes"],
+        "loader_rows_per_s": real["rows"] / real["seconds"],
+        "bare_rows_per_s": real["bare_rows"] / real["bare_seconds"],
+        **queries(scale / "real.db", None),
+    }
 
 
 def year_period() -> ReportPeriod:
@@ -372,6 +429,12 @@ def report_exports(path: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaigns", type=int, default=200)
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=10,
+        help="The scale point has this many times the campaigns (0: leave it out).",
+    )
     args = parser.parse_args()
 
     dataset = dense_dataset(args.campaigns)
@@ -384,16 +447,22 @@ def main() -> int:
     generated = time.perf_counter()
     payloads = windows(dataset)
     generated = time.perf_counter() - generated
+    # The year's rows stay in memory for the whole run, which a sync never does; keep
+    # the garbage collector from walking them again and again while it is measured.
+    gc.freeze()
 
     with tempfile.TemporaryDirectory() as folder:
-        real = load_year(Path(folder) / "real.db", dataset, payloads)
-        bare = bare_executemany(Path(folder) / "bare.db", dataset, payloads)
+        real = load_year(Path(folder), dataset.campaigns, payloads)
         reads = queries(Path(folder) / "real.db", payloads)
         reads.update(report_exports(Path(folder) / "real.db"))
+    scale = {}
+    if args.scale:
+        with tempfile.TemporaryDirectory() as folder:
+            scale = scale_point(Path(folder), dataset, payloads, args.scale)
     campaigns_s = campaign_sync()
 
     real_rate = real["rows"] / real["seconds"]
-    bare_rate = bare["rows"] / bare["seconds"]
+    bare_rate = real["bare_rows"] / real["bare_seconds"]
     ratio = real_rate / bare_rate
     sheets_per_2mb = reads["sheets_calls"] / max(reads["sheets_value_bytes"] / 2e6, 1)
     # (figure, result, goal, met): met is None where there is no goal.
@@ -510,6 +579,50 @@ def main() -> int:
         ),
         ("sandbox generation of the year", f"{generated:.1f} s", "", None),
     ]
+    if scale:
+        growth = scale["rows"] / real["rows"]
+        figures += [
+            (
+                f"scale point: {scale['campaigns']:,} campaigns, hourly rows",
+                f"{scale['rows']:,} ({growth:.1f}x)",
+                "",
+                None,
+            ),
+            (
+                "  database size",
+                f"{scale['bytes'] / 1e6:.0f} MB "
+                f"({scale['bytes'] / scale['rows']:.1f} bytes/row)",
+                "",
+                None,
+            ),
+            (
+                "  loader / bare",
+                f"{scale['loader_rows_per_s']:,.0f} / {scale['bare_rows_per_s']:,.0f} "
+                f"rows/s = {scale['loader_rows_per_s'] / scale['bare_rows_per_s']:.2f}",
+                ">= 0.5",
+                scale["loader_rows_per_s"] / scale["bare_rows_per_s"] >= 0.5,
+            ),
+            (
+                "  all campaigns, monthly totals over the year",
+                f"{scale['all_monthly_ms']:.0f} ms "
+                f"({scale['all_monthly_ms'] / reads['all_monthly_ms']:.1f}x)",
+                "",
+                None,
+            ),
+            (
+                "  top 10 campaigns by sessions over 30 days",
+                f"{scale['top_ten_ms']:.0f} ms "
+                f"({scale['top_ten_ms'] / reads['top_ten_ms']:.1f}x)",
+                "",
+                None,
+            ),
+            (
+                "  one campaign, daily totals over the year",
+                f"{scale['one_campaign_daily_ms']:.1f} ms",
+                "< 20 ms",
+                scale["one_campaign_daily_ms"] < 20,
+            ),
+        ]
     width = max(len(name) for name, *_ in figures)
     print(
         f"peachdw benchmarks: {args.campaigns} campaigns, SQLite {sqlite3.sqlite_version}, "
@@ -539,6 +652,7 @@ def main() -> int:
                 "mapping_s": mapping["seconds"],
                 "backfill_peak_bytes": backfill["peak_bytes"],
                 "campaign_sync_s": campaigns_s,
+                "scale_point": scale,
                 **reads,
             },
             indent=2,

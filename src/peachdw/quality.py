@@ -23,6 +23,7 @@ from peachdw.db import utc_now
 from peachdw.errors import ConfigError
 from peachdw.hours import day_spans
 from peachdw.metrics import METRICS, REPORT_METRICS
+from peachdw.report import hourly_day_sums
 
 #: Rules every row of the sandbox, and of the real API, should satisfy.
 DEFAULT_PLAUSIBILITY = (
@@ -191,18 +192,9 @@ def reconcile(
     days = {day.isoformat() for day in fetched}
     stored: dict[tuple[int, str], tuple[int, ...]] = {}
     spans = day_spans(fetched[0], fetched[-1], ZoneInfo("UTC"))
-    values = ", ".join(f"('{d.isoformat()}', {lo}, {hi})" for d, lo, hi in spans)
-    campaign_filter = "" if campaign_id is None else " WHERE c.id = :campaign"
-    for row in conn.execute(
-        f"WITH days(day, lo, hi) AS (VALUES {values}) SELECT c.id, days.day, "
-        + ", ".join(f"sum(d.{m})" for m in REPORT_METRICS)
-        + " FROM campaigns AS c CROSS JOIN days CROSS JOIN hourly_data AS d "
-        "ON d.campaign_id = c.id AND d.unix_hour >= days.lo AND d.unix_hour < days.hi"
-        f"{campaign_filter} GROUP BY c.id, days.day",
-        {"campaign": campaign_id},
-    ):
-        if row[1] in days:
-            stored[(row[0], row[1])] = tuple(row[2:])
+    for row in hourly_day_sums(conn, spans, REPORT_METRICS, campaign_id):
+        if row[0] in days:
+            stored[(row[1], row[0])] = tuple(row[2:])
 
     zero = (0,) * len(REPORT_METRICS)
     keys = sorted(set(api) | set(stored), key=lambda k: (k[1], k[0]))

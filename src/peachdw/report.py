@@ -77,18 +77,31 @@ def daily_totals(
     served = rollup.read_days(conn, period)
     if served is not None:
         return served
+    return hourly_day_sums(conn, period.spans())
 
-    spans = period.spans()
+
+def hourly_day_sums(
+    conn: sqlite3.Connection,
+    spans: list[tuple[date, int, int]],
+    metrics: tuple[str, ...] = METRICS,
+    campaign_id: int | None = None,
+) -> sqlite3.Cursor:
+    """(day, campaign_id, *metrics) summed from the stored hours of each day span.
+
+    The spans come as a small table of hour ranges joined to each campaign's key range
+    in `hourly_data`, so every day is one key seek whatever zone cut the days.
+    """
     values = ", ".join(f"('{day.isoformat()}', {lo}, {hi})" for day, lo, hi in spans)
+    scope = "" if campaign_id is None else " WHERE c.id = :campaign"
     sql = (
         f"WITH days(day, lo, hi) AS (VALUES {values}) "
         "SELECT days.day, c.id, "
-        + ", ".join(f"sum(d.{m})" for m in METRICS)
+        + ", ".join(f"sum(d.{m})" for m in metrics)
         + " FROM campaigns AS c CROSS JOIN days CROSS JOIN hourly_data AS d "
-        "ON d.campaign_id = c.id AND d.unix_hour >= days.lo AND d.unix_hour < days.hi "
-        "GROUP BY c.id, days.day"
+        "ON d.campaign_id = c.id AND d.unix_hour >= days.lo AND d.unix_hour < days.hi"
+        f"{scope} GROUP BY c.id, days.day"
     )
-    return conn.execute(sql)
+    return conn.execute(sql, {"campaign": campaign_id})
 
 
 @dataclass(frozen=True)
