@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from peachdw import loader, rollup, rules
+from peachdw import loader, metrics, rollup, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
@@ -422,11 +422,13 @@ def run_sync(
                 "check the id with `peachdw status` or an export."
             )
 
-        # fetch + validate + load: metrics, one window per transaction
+        # fetch + validate + load: metrics, one window per transaction. The metrics are
+        # the warehouse's, read once: adding one takes the sync lock, so they stay put.
         if result.status == "running":
+            names = metrics.of(conn)
             for window_start, window_end in windows:
                 go_on = _sync_window(
-                    conn, client, result, window_start, window_end, listed
+                    conn, client, result, (window_start, window_end), listed, names
                 )
                 if on_window:
                     on_window(result)
@@ -568,14 +570,16 @@ def _sync_window(
     conn: sqlite3.Connection,
     client: PeachClient,
     result: SyncResult,
-    start_hour: int,
-    end_hour: int,
+    span: tuple[int, int],
     listed: set[int],
+    names: tuple[str, ...],
 ) -> bool:
-    """Fetch and store one window. Returns False when the sync must stop."""
+    """Fetch and store one window of the metrics `names`. Returns False when the sync
+    must stop."""
+    start_hour, end_hour = span
     calls_before = client.stats.calls
     try:
-        window = client.fetch_metrics(start_hour, end_hour, result.campaign_id)
+        window = client.fetch_metrics(start_hour, end_hour, result.campaign_id, names)
     except ApiError as exc:
         result.failed_windows.append(WindowFailure(start_hour, end_hour, str(exc)))
         result.retry_may_help = result.retry_may_help and exc.transient
@@ -606,7 +610,7 @@ def _sync_window(
             hold("window-write")
             loader.record_rejections(conn, result.sync_id, plan.rejected)
             loader.record_drift(
-                conn, "/admin/metrics", window.unknown_fields, result.sync_id
+                conn, metrics.METRICS_ENDPOINT, window.unknown_fields, result.sync_id
             )
             _record_window(
                 conn,
