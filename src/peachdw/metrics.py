@@ -1,8 +1,9 @@
 """The hourly metrics, declared once.
 
 The contract's 14 counts are declared here (`BUILTIN_METRICS`). A warehouse may hold more:
-`add(conn, NAME)` makes an integer metric a column of `hourly_data` and `daily_totals` and
-a row of `metric_definitions`, after the built-ins in the order they were added.
+`add(conn, NAME)` (the command `peachdw metrics add NAME`) makes an integer metric a
+column of `hourly_data` and `daily_totals` and a row of `metric_definitions`, after the
+built-ins in the order they were added.
 `of(conn)` is the list one warehouse holds, and every layer that names metrics (the
 client's validation, the loader, the daily rollup, the reports, the quality checks) takes
 it from there at call time, so a metric added to a warehouse is stored, summed and
