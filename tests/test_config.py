@@ -162,3 +162,28 @@ def test_reporting_zone_accepts_iana_names():
         None, environ={"PEACHDW_REPORTING_TIMEZONE": "Europe/Berlin"}
     )
     assert settings.reporting.zone().key == "Europe/Berlin"
+
+
+def test_list_settings_from_the_environment():
+    rules = (
+        "registrations <= sessions; total_accounts = email_accounts + google_accounts"
+    )
+    settings = load_settings(
+        environ={
+            "PEACHDW_QUALITY_PLAUSIBILITY": rules,
+            "PEACHDW_SHEETS_SHARE_WITH": "ana@example.com, bo@example.com",
+        }
+    )
+    assert settings.quality.plausibility == [
+        "registrations <= sessions",
+        "total_accounts = email_accounts + google_accounts",
+    ]
+    assert settings.sheets.share_with == ["ana@example.com", "bo@example.com"]
+    listed = load_settings(
+        environ={"PEACHDW_QUALITY_PLAUSIBILITY": '["sessions >= media"]'}
+    )
+    assert listed.quality.plausibility == ["sessions >= media"]
+    with pytest.raises(
+        ConfigError, match=r"names visits, not a metric; metrics are .*; fix"
+    ):
+        load_settings(environ={"PEACHDW_QUALITY_PLAUSIBILITY": "visits <= sessions"})
