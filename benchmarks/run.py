@@ -104,6 +104,8 @@ def load_year(folder: Path, campaigns: list[dict], payloads: Iterable) -> dict:
         rules.load_default_rules(real)
         # As a sync does before its first window: from here every write keeps it.
         rollup.ensure(real, ZONE)
+        # Mapped, as after a sync, so that the reports' Hierarchy tab is realistic.
+        rules.map_campaigns(real)
         # Rows carry the id of the sync that wrote them, as in a real sync.
         sync_id = real.execute(
             "INSERT INTO sync_history (sync_type, status, started_at) "

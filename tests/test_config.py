@@ -162,3 +162,33 @@ def test_reporting_zone_accepts_iana_names():
         None, environ={"PEACHDW_REPORTING_TIMEZONE": "Europe/Berlin"}
     )
     assert settings.reporting.zone().key == "Europe/Berlin"
+
+
+def test_list_settings_from_the_environment():
+    rules = (
+        "registrations <= sessions; total_accounts = email_accounts + google_accounts"
+    )
+    settings = load_settings(
+        environ={
+            "PEACHDW_QUALITY_PLAUSIBILITY": rules,
+            "PEACHDW_SHEETS_SHARE_WITH": "ana@example.com, bo@example.com",
+        }
+    )
+    assert settings.quality.plausibility == [
+        "registrations <= sessions",
+        "total_accounts = email_accounts + google_accounts",
+    ]
+    assert settings.sheets.share_with == ["ana@example.com", "bo@example.com"]
+    listed = load_settings(
+        environ={"PEACHDW_QUALITY_PLAUSIBILITY": '["sessions >= media"]'}
+    )
+    assert listed.quality.plausibility == ["sessions >= media"]
+    # The settings check a rule's form only: its names may be metrics added to the
+    # warehouse, and are checked against it (tests/test_metrics.py).
+    added = load_settings(
+        environ={"PEACHDW_QUALITY_PLAUSIBILITY": "visits <= sessions"}
+    )
+    assert added.quality.plausibility == ["visits <= sessions"]
+    with pytest.raises(ConfigError, match="is not of the form") as caught:
+        load_settings(environ={"PEACHDW_QUALITY_PLAUSIBILITY": "visits => sessions"})
+    assert str(caught.value).endswith("(or <=, >=, <, >); fix the value.")

@@ -6,6 +6,7 @@ wrong type or an unreadable file is a `ConfigError` that names the key and where
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date
 from pathlib import Path
@@ -155,6 +156,20 @@ class QualitySettings(_Section):
             "registrations <= sessions",
         ]
     )
+
+    @field_validator("plausibility", mode="before")
+    @classmethod
+    def _rule_list(cls, value: Any) -> Any:
+        # From the environment: a JSON list, or rules separated by ";".
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    return value
+            return [part.strip() for part in text.split(";") if part.strip()]
+        return value
 
     @field_validator("plausibility")
     @classmethod
@@ -338,7 +353,8 @@ def _validate(tree: dict[str, Any], origin: dict[str, str]) -> Settings:
             problem = "is not a known setting"
             remedy = "see config/settings.example.yaml for the valid keys"
         else:
-            problem = f"is invalid: {error['msg'].removeprefix('Value error, ')}"
+            message = error["msg"].removeprefix("Value error, ").rstrip(".")
+            problem = f"is invalid: {message}"
             remedy = "fix the value"
         raise ConfigError(
             f"Setting '{dotted}' from {source} {problem}; {remedy}.",

@@ -268,6 +268,9 @@ def completeness(
             "SELECT id FROM campaigns WHERE is_serving AND NOT is_deleted ORDER BY id"
         )
     ]
+    own_spans = {
+        campaign_id: covered_spans(conn, campaign_id) for campaign_id in per_campaign
+    }
     expected = 0
     gaps = []
     for day, lo, hi in day_spans(first, last, zone):
@@ -275,11 +278,7 @@ def completeness(
         if hi <= lo:
             continue
         for campaign_id in serving:
-            spans = (
-                covered_spans(conn, campaign_id)
-                if campaign_id in per_campaign
-                else global_spans
-            )
+            spans = own_spans.get(campaign_id, global_spans)
             expected += hi - lo
             missing = uncovered(spans, lo, hi)
             if missing:

@@ -173,11 +173,12 @@ def collect_detailed(
     synced_to = conn.execute(
         "SELECT max(end_hour) FROM sync_windows WHERE status = 'done'"
     ).fetchone()[0]
+    # Serving campaigns with no stored hour in the last 24: quiet, or broken.
     campaigns = [
         {
             "id": row[0],
             "name": row[1],
-            "latest_hour": hour_text(row[2]),
+            "latest_hour": None if row[2] is None else hour_text(row[2]),
             "lag_hours": None if row[2] is None else now_hour - row[2] - 1,
         }
         for row in conn.execute(
@@ -185,13 +186,15 @@ def collect_detailed(
             "WHERE d.campaign_id = c.id) FROM campaigns AS c "
             "WHERE c.is_serving AND NOT c.is_deleted ORDER BY c.id"
         )
+        if row[2] is None or now_hour - row[2] - 1 > 24
     ]
     lag = None if synced_to is None else now_hour - synced_to
     freshness = {
-        "synced_to": hour_text(synced_to),
+        # The newest hour a finished window read (the windows' ends are exclusive).
+        "newest_synced_hour": None if synced_to is None else hour_text(synced_to - 1),
         "lag_hours": lag,
         "max_lag_hours": max_lag_hours,
-        "serving_campaigns": campaigns,
+        "quiet_serving_campaigns": campaigns,
     }
 
     expected, gaps = quality.completeness(conn, first, last, zone, now_hour)
@@ -270,7 +273,8 @@ def collect_detailed(
         )
     ]
     for row in syncs:
-        row["restated_oldest_hour"] = hour_text(row["restated_oldest_hour"])
+        oldest = row["restated_oldest_hour"]
+        row["restated_oldest_hour"] = None if oldest is None else hour_text(oldest)
     # A field that became a metric (metrics.add) is stored, not drift.
     drift = [
         dict(row)
@@ -289,7 +293,9 @@ def collect_detailed(
             if found.campaign_days
             else None
         ),
-        "plausibility": 1 - violating / rows_checked if rows_checked else None,
+        "plausibility": (
+            1 - violating / rows_checked if rows_checked and rules else None
+        ),
         "mapping": (1 - len(to_check) / all_campaigns if all_campaigns else None),
     }
     return {

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from peachdw import loader, metrics, rollup, rules
@@ -180,6 +181,10 @@ def plan_historical(
         skipped = len(windows) - len(todo)
         windows = todo
     return SyncPlan("historical", start_hour, end_hour, windows, campaign_id, skipped)
+
+
+def _loopback(url: str) -> bool:
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def plan_heal(
@@ -392,7 +397,13 @@ def run_sync(
         "SELECT api_base_url FROM sync_history WHERE status = 'success' "
         "ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    if previous_url and previous_url[0] and previous_url[0] != client.base_url:
+    if (
+        previous_url
+        and previous_url[0]
+        and previous_url[0] != client.base_url
+        # The sandbox and the demo take a new loopback port each run.
+        and not (_loopback(previous_url[0]) and _loopback(client.base_url))
+    ):
         log.warning(
             "This sync reads %s; the last successful one read %s. Check --api-url "
             "if that is not intended.",

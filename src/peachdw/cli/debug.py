@@ -47,9 +47,9 @@ def debug_campaign(ctx: click.Context, campaign_id: int, as_json: bool) -> None:
     row = record.fetchone()
     if row is None:
         raise PeachDWError(
-            f"Campaign {campaign_id} is not in the warehouse; `peachdw hierarchy "
-            "unmapped` and the exports list the ids it holds, and `peachdw sync` "
-            "brings in new ones."
+            f"Campaign {campaign_id} is not in the warehouse; `peachdw export --tab "
+            "summary --output -` lists the ids it holds, and `peachdw sync` brings in "
+            "new ones."
         )
     now_hour = current_hour()
     zone = settings.reporting.zone()

@@ -33,6 +33,11 @@ from peachdw.sync import (
     process_alive,
 )
 
+#: `status --check` prints at most this many PROBLEM lines, then how many more there are.
+MAX_PROBLEM_LINES = 100
+#: Rows of the differences table `status --detailed` shows; --json has them all.
+MAX_TABLE_ROWS = 100
+
 # -- status ---------------------------------------------------------------------------
 
 
@@ -73,12 +78,8 @@ def status(ctx: click.Context, check: bool, detailed: bool, as_json: bool) -> No
             tolerance=quality_settings.tolerance,
             plausibility=quality_settings.plausibility,
         )
-        if as_json:
-            click.echo(json.dumps(as_json_value(state), indent=2))
-        else:
-            show_detailed(state)
-    elif as_json:
-        click.echo(json.dumps(dataclasses.asdict(collect_status(conn)), indent=2))
+    else:
+        state = dataclasses.asdict(collect_status(conn)) if as_json else {}
     problems = []
     if check:
         problems = check_problems(
@@ -91,8 +92,21 @@ def status(ctx: click.Context, check: bool, detailed: bool, as_json: bool) -> No
         )
     conn.close()
 
-    for problem in problems:
-        click.echo(f"PROBLEM: {problem}")
+    if as_json:
+        # One JSON document: with --check, the problems are part of it.
+        if check:
+            state["problems"] = problems
+        click.echo(json.dumps(as_json_value(state), indent=2))
+    elif detailed:
+        show_detailed(state)
+    if not as_json:
+        for problem in problems[:MAX_PROBLEM_LINES]:
+            click.echo(f"PROBLEM: {problem}")
+        if len(problems) > MAX_PROBLEM_LINES:
+            click.echo(
+                f"PROBLEM: ... and {len(problems) - MAX_PROBLEM_LINES:,} more; "
+                "`peachdw status --detailed` lists them all."
+            )
     if problems:
         ctx.exit(1)
     # Silent under cron, so that any mail it sends is an alert.
@@ -117,12 +131,14 @@ def show_detailed(state: dict[str, Any]) -> None:
     )
 
     fresh = state["freshness"]
-    console.print(
-        f"Freshness: synced to {fresh['synced_to']}, "
-        f"{'-' if fresh['lag_hours'] is None else fresh['lag_hours']} hours ago "
-        f"(limit {fresh['max_lag_hours']})."
-    )
-    quiet = [c for c in fresh["serving_campaigns"] if (c["lag_hours"] or 0) > 24]
+    if fresh["newest_synced_hour"] is None:
+        console.print("Freshness: nothing synced yet; run `peachdw sync`.")
+    else:
+        console.print(
+            f"Freshness: the newest synced hour is {fresh['newest_synced_hour']}, "
+            f"{fresh['lag_hours']} hours ago (limit {fresh['max_lag_hours']})."
+        )
+    quiet = fresh["quiet_serving_campaigns"]
     if quiet:
         table = Table(
             title="Serving campaigns with no hours in the last 24 (latest hour)"
@@ -131,7 +147,10 @@ def show_detailed(state: dict[str, Any]) -> None:
             table.add_column(column)
         for row in quiet[:20]:
             table.add_row(
-                str(row["id"]), row["name"], row["latest_hour"], str(row["lag_hours"])
+                str(row["id"]),
+                row["name"],
+                row["latest_hour"] or "never",
+                "-" if row["lag_hours"] is None else str(row["lag_hours"]),
             )
         console.print(table)
 
@@ -173,7 +192,7 @@ def show_detailed(state: dict[str, Any]) -> None:
         )
         for column in ("campaign", "day", "metric", "warehouse", "API", "difference"):
             table.add_column(column)
-        for d in recon["differences"]:
+        for d in recon["differences"][:MAX_TABLE_ROWS]:
             table.add_row(
                 str(d["campaign_id"]),
                 d["day"],
@@ -183,6 +202,9 @@ def show_detailed(state: dict[str, Any]) -> None:
                 f"{d['delta']:+,}",
             )
         console.print(table)
+        hidden = len(recon["differences"]) - MAX_TABLE_ROWS
+        if hidden > 0:
+            console.print(f"... and {hidden:,} more differences (all of them: --json).")
 
     mapping = state["mapping"]
     console.print(
@@ -198,12 +220,15 @@ def show_detailed(state: dict[str, Any]) -> None:
         )
 
     plausible = state["plausibility"]
-    console.print(
-        f"Plausibility: {plausible['rows_violating']:,} of "
-        f"{plausible['rows_checked']:,} rows break a rule ("
-        + "; ".join(f"{rule}: {n}" for rule, n in plausible["by_rule"].items())
-        + "); `peachdw debug-campaign ID` lists them."
-    )
+    if not plausible["by_rule"]:
+        console.print("Plausibility: no rules set (quality.plausibility).")
+    else:
+        console.print(
+            f"Plausibility: {plausible['rows_violating']:,} of "
+            f"{plausible['rows_checked']:,} rows break a rule ("
+            + "; ".join(f"{rule}: {n}" for rule, n in plausible["by_rule"].items())
+            + "); `peachdw debug-campaign ID` lists them."
+        )
 
     syncs = Table(title="Recent syncs: rejected rows and restated hours")
     for column in (
@@ -224,7 +249,7 @@ def show_detailed(state: dict[str, Any]) -> None:
             row["started_at"],
             str(row["records_rejected"]),
             str(row["records_restated"]),
-            row["restated_oldest_hour"],
+            row["restated_oldest_hour"] or "-",
         )
     console.print(syncs)
 

@@ -247,7 +247,7 @@ def _run(
             )
 
     print_sync(result)
-    if heal and result.status == "success":
+    if heal and result.status == "success" and not sync_options.dry_run:
         _report_heal(settings, sync_options, before)
     if result.status != "success":
         rerun = (
