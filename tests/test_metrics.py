@@ -30,11 +30,12 @@ QUIRKS = Quirks(extra_field=EXTRA, seed=4)
 WITH_EXTRA = (*metrics.BUILTIN_METRICS, EXTRA)
 
 
-def peachdw(folder, server, *args):
+def peachdw(folder, server, *args, env=None):
     env = {
         "PEACHAI_API_TOKEN": TOKEN,
         "PEACHDW_API_BASE_URL": server.url if server else "http://127.0.0.1:9",
         "PEACHDW_DATABASE_PATH": str(folder / "warehouse.db"),
+        **(env or {}),
     }
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
@@ -424,6 +425,25 @@ def test_the_loader_and_the_rollup_write_an_added_metric(warehouse):
         (date(2025, 8, 1).isoformat(),),
     ).fetchone()
     assert (stored, tuple(day)) == (7, (4, 7))
+
+
+def test_status_checks_rule_names_against_the_warehouse_metrics(world):
+    _, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    rule = f"{EXTRA} <= sessions"
+    env = {"PEACHDW_QUALITY_PLAUSIBILITY": rule}
+
+    refused = peachdw(folder, server, "status", "--detailed", env=env)
+    assert refused.exit_code == 2
+    (line,) = refused.output.strip().splitlines()
+    assert f"names {EXTRA}, not a metric" in line
+    assert "`peachdw metrics add NAME`" in line
+
+    assert peachdw(folder, server, "metrics", "add", EXTRA).exit_code == 0
+    checked = peachdw(folder, server, "status", "--detailed", "--json", env=env)
+    assert checked.exit_code == 0, checked.output
+    # Stored hours hold 0 for the new metric until they are read again.
+    assert json.loads(checked.output)["plausibility"]["by_rule"] == {rule: 0}
 
 
 def test_plausibility_rules_may_name_an_added_metric(warehouse):

@@ -325,7 +325,8 @@ def parse_rule(
     if unknown:
         raise ConfigError(
             f"Plausibility rule {text!r} names {', '.join(unknown)}, not a metric; "
-            f"metrics are {', '.join(names or ())}.",
+            f"metrics are {', '.join(names or ())}. Fix quality.plausibility, or store "
+            "a field the API sends with `peachdw metrics add NAME`.",
             key="quality.plausibility",
         )
     return PlausibilityRule(text.strip(), left, op, named[1:])
