@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from peachdw import db, loader, rollup, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.export import CsvWriter, export_report
-from peachdw.metrics import METRICS
+from peachdw.metrics import BUILTIN_METRICS
 from peachdw.records import Campaign, parse_metrics
 from peachdw.report import ReportPeriod, daily_totals
 from peachdw.sandbox import Dataset, SandboxServer
@@ -114,7 +114,7 @@ def load_year(folder: Path, campaigns: list[dict], payloads: Iterable) -> dict:
         ).lastrowid
     known = loader.known_campaign_ids(real)
     bare = _open(folder / "bare.db", campaigns)
-    columns = ("campaign_id", "unix_hour", *METRICS)
+    columns = ("campaign_id", "unix_hour", *BUILTIN_METRICS)
     sql = (
         f"INSERT INTO hourly_data ({', '.join(columns)}) "
         f"VALUES ({', '.join('?' * len(columns))})"
@@ -269,7 +269,7 @@ def queries(path: Path, payloads: list | None) -> dict:
     conn = db.connect(path)
     start = int(YEAR_START.timestamp()) // 3600
     end = int(YEAR_END.timestamp()) // 3600
-    metrics = ", ".join(f"sum({m})" for m in METRICS)
+    metrics = ", ".join(f"sum({m})" for m in BUILTIN_METRICS)
     first_campaign = conn.execute("SELECT min(id) FROM campaigns").fetchone()[0]
 
     def one_campaign_daily() -> None:

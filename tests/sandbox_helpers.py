@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 from peachdw.client import PeachClient
-from peachdw.metrics import METRICS
+from peachdw.metrics import BUILTIN_METRICS
 
 TOKEN = "test-token-0123456789"
 # A frozen sandbox clock on an hour boundary, so every run sees the same data.
@@ -26,7 +26,7 @@ def api_hours(dataset, start_hour: int, end_hour: int) -> dict[tuple[int, int], 
     expected = {}
     for start in range(start_hour, end_hour, 168):
         for row in dataset.metrics(start, min(start + 168, end_hour)):
-            values = tuple(int(row.get(m) or 0) for m in METRICS)
+            values = tuple(int(row.get(m) or 0) for m in BUILTIN_METRICS)
             if any(values):
                 expected[(row["campaign_id"], row["unix_hour"])] = values
     return expected
@@ -34,7 +34,7 @@ def api_hours(dataset, start_hour: int, end_hour: int) -> dict[tuple[int, int], 
 
 def stored_hours(conn, start_hour: int = 0, end_hour: int = 2**40) -> dict:
     sql = (
-        f"SELECT campaign_id, unix_hour, {', '.join(METRICS)} FROM hourly_data "
+        f"SELECT campaign_id, unix_hour, {', '.join(BUILTIN_METRICS)} FROM hourly_data "
         "WHERE unix_hour >= ? AND unix_hour < ?"
     )
     return {
@@ -45,6 +45,6 @@ def stored_hours(conn, start_hour: int = 0, end_hour: int = 2**40) -> dict:
 def totals(rows: dict) -> dict[str, int]:
     sums: dict[str, int] = defaultdict(int)
     for values in rows.values():
-        for name, value in zip(METRICS, values, strict=True):
+        for name, value in zip(BUILTIN_METRICS, values, strict=True):
             sums[name] += value
     return dict(sums)

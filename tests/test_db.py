@@ -6,7 +6,7 @@ import pytest
 
 from peachdw import db
 from peachdw.errors import StorageError
-from peachdw.metrics import METRICS
+from peachdw.metrics import BUILTIN_METRICS
 
 NEWEST = db.migrations()[-1].version
 
@@ -339,7 +339,10 @@ def test_version_5_file_with_hours_upgrades_to_an_unbuilt_rollup(db_path, monkey
     assert conn.execute("SELECT count(*) FROM hourly_data").fetchone()[0] == 5
 
     def sessions_and_messages(period):
-        sessions, messages = METRICS.index("sessions"), METRICS.index("messages")
+        sessions, messages = (
+            BUILTIN_METRICS.index("sessions"),
+            BUILTIN_METRICS.index("messages"),
+        )
         return [
             (row[0], row[1], row[2 + sessions], row[2 + messages])
             for row in daily_totals(conn, period)

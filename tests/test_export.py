@@ -15,7 +15,7 @@ from peachdw.db import transaction
 from peachdw.errors import ExportError
 from peachdw.export import CsvWriter, export_report, guard_cell
 from peachdw.hours import day_spans
-from peachdw.metrics import METRICS
+from peachdw.metrics import BUILTIN_METRICS
 from peachdw.report import ReportPeriod, _hour_day, build_tabs
 from peachdw.xlsx import EXCEL_CELL_UNITS, XlsxWriter, fit_text, utf16_units
 
@@ -84,7 +84,7 @@ def test_three_tabs_agree_with_each_other_and_the_database(filled):
     tabs = by_name(build_tabs(filled, period))
     summary, daily, hierarchy = tabs["Summary"], tabs["Daily"], tabs["Hierarchy"]
     start, end = period.hours()
-    for metric in METRICS:
+    for metric in BUILTIN_METRICS:
         stored = filled.execute(
             f"SELECT coalesce(sum({metric}), 0) FROM hourly_data "
             "WHERE unix_hour >= ? AND unix_hour < ?",
@@ -192,9 +192,9 @@ def test_the_machines_time_zone_changes_nothing(warehouse, monkeypatch):
 
 
 def column_of_sessions():
-    from peachdw.report import DAILY_HEADER
+    from peachdw.report import daily_columns
 
-    return DAILY_HEADER.index("sessions")
+    return daily_columns(BUILTIN_METRICS)[0].index("sessions")
 
 
 def read_csv(path):

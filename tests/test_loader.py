@@ -4,12 +4,12 @@ from collections import Counter
 
 from peachdw import loader
 from peachdw.db import transaction
-from peachdw.metrics import METRICS
+from peachdw.metrics import BUILTIN_METRICS
 from peachdw.records import Campaign, HourlyRow, MetricsWindow, Rejection
 
 
 def hour(cid, unix_hour, sessions, **others):
-    values = {name: 0 for name in METRICS}
+    values = {name: 0 for name in BUILTIN_METRICS}
     values.update(sessions=sessions, **others)
     return HourlyRow(cid, unix_hour, *values.values())
 
@@ -213,4 +213,4 @@ def test_plan_keeps_the_stored_values_of_the_hours_it_changes_or_zeroes(warehous
         (1, 102): 7,
         (1, 103): 8,
     }
-    assert all(len(values) == len(METRICS) for values in plan.previous.values())
+    assert all(len(values) == len(BUILTIN_METRICS) for values in plan.previous.values())

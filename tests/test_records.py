@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from peachdw.errors import PayloadError
-from peachdw.metrics import METRICS
+from peachdw.metrics import BUILTIN_METRICS
 from peachdw.records import HourlyRow, _BadValue, parse_count, parse_metrics
 
 
@@ -53,7 +53,7 @@ def test_missing_metric_is_zero_and_string_is_converted():
     stored = HourlyRow(*window.rows[0])
     assert stored.sessions == 12
     assert stored.messages == 0
-    assert len(stored) == 2 + len(METRICS)
+    assert len(stored) == 2 + len(BUILTIN_METRICS)
 
 
 def test_bad_value_rejects_only_that_row():

@@ -23,14 +23,14 @@ from test_crash import database, finish, start, wait_for
 from peachdw import loader, rollup
 from peachdw.db import transaction
 from peachdw.hours import day_spans, days_to_hours
-from peachdw.metrics import METRICS
+from peachdw.metrics import BUILTIN_METRICS
 from peachdw.records import MetricsWindow
 from peachdw.report import ReportPeriod, daily_totals
 from peachdw.sandbox import Dataset, SandboxServer
 from peachdw.sync import SyncOptions, plan_historical, run_sync
 
-SESSIONS = METRICS.index("sessions")
-_ZEROS = (0,) * (len(METRICS) - 1)
+SESSIONS = BUILTIN_METRICS.index("sessions")
+_ZEROS = (0,) * (len(BUILTIN_METRICS) - 1)
 # Kolkata is UTC+05:30: its midnight falls inside an hour.
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]
 
@@ -51,7 +51,7 @@ def rollup_rows(conn) -> dict[tuple[str, int], tuple]:
     return {
         (r[0], r[1]): tuple(r[2:])
         for r in conn.execute(
-            f"SELECT day, campaign_id, {', '.join(METRICS)} FROM daily_totals"
+            f"SELECT day, campaign_id, {', '.join(BUILTIN_METRICS)} FROM daily_totals"
         )
     }
 
@@ -69,7 +69,9 @@ def sums_of_hours(conn, zone: ZoneInfo) -> dict[tuple[str, int], tuple]:
         zone,
     )
     starts = [start for _, start, _ in spans]
-    sums: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0] * len(METRICS))
+    sums: dict[tuple[str, int], list[int]] = defaultdict(
+        lambda: [0] * len(BUILTIN_METRICS)
+    )
     for (campaign_id, hour), values in hours.items():
         day = spans[bisect_right(starts, hour) - 1][0].isoformat()
         total = sums[day, campaign_id]
@@ -358,7 +360,7 @@ def test_monthly_totals_from_the_rollup_equal_those_from_the_hours(warehouse, ap
         SyncOptions(zone=utc),
         plan=plan_historical(warehouse, *span),
     )
-    metrics = ", ".join(f"sum({m})" for m in METRICS)
+    metrics = ", ".join(f"sum({m})" for m in BUILTIN_METRICS)
     from_days = warehouse.execute(
         f"SELECT campaign_id, substr(day, 1, 7) AS month, {metrics} "
         "FROM daily_totals GROUP BY campaign_id, month"
@@ -392,8 +394,8 @@ def test_read_days_serves_only_the_zone_the_rollup_is_built_in(warehouse):
     with transaction(warehouse):
         assert rollup.build(warehouse, ZoneInfo("UTC")) == 2
     assert from_rollup(warehouse, august) == [
-        ("2025-08-07", 1, 3, *(0,) * (len(METRICS) - 1)),
-        ("2025-08-08", 1, 4, *(0,) * (len(METRICS) - 1)),
+        ("2025-08-07", 1, 3, *(0,) * (len(BUILTIN_METRICS) - 1)),
+        ("2025-08-08", 1, 4, *(0,) * (len(BUILTIN_METRICS) - 1)),
     ]
     tokyo = ReportPeriod(date(2025, 8, 7), date(2025, 8, 8), ZoneInfo("Asia/Tokyo"))
     assert rollup.read_days(warehouse, tokyo) is None
@@ -446,7 +448,7 @@ def test_rollup_reads_seek_its_key(warehouse):
     warehouse.set_trace_callback(statements.append)
     period = ReportPeriod(date(2025, 8, 1), date(2025, 8, 2), ZoneInfo("UTC"))
     rollup.read_days(warehouse, period)
-    rollup._stored_days(warehouse, [(1, "2025-08-01")])
+    rollup._stored_days(warehouse, [(1, "2025-08-01")], BUILTIN_METRICS)
     warehouse.set_trace_callback(None)
 
     reads = [s for s in statements if "daily_totals" in s]

@@ -19,7 +19,7 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from peachdw.metrics import MAX_COUNT, METRICS, REPORT_METRICS
+from peachdw.metrics import BUILTIN_METRICS, MAX_COUNT, REPORT_METRICS
 from peachdw.sandbox import Dataset, FaultPlan, SandboxServer, parse_faults
 from peachdw.sandbox.data import FORMULA_NAME
 from peachdw.sandbox.faults import FAULT_KINDS
@@ -161,8 +161,10 @@ def test_funnel_identities_hold_on_every_row_of_a_week(week: list[dict]):
     assert len(week) > 20_000
 
     for row in week:
-        assert list(row) == ["campaign_id", "unix_hour", *METRICS]
-        assert all(type(row[name]) is int and row[name] >= 0 for name in METRICS)
+        assert list(row) == ["campaign_id", "unix_hour", *BUILTIN_METRICS]
+        assert all(
+            type(row[name]) is int and row[name] >= 0 for name in BUILTIN_METRICS
+        )
         assert row["total_accounts"] == row["email_accounts"] + row["google_accounts"]
         assert row["registrations"] == row["total_accounts"]
         assert (
@@ -299,7 +301,7 @@ def test_recent_hours_mature_while_old_hours_stay():
     grown = 0
     for key, row in recent_then.items():
         final = recent_next_day[key]
-        assert all(row[name] <= final[name] for name in METRICS)
+        assert all(row[name] <= final[name] for name in BUILTIN_METRICS)
         grown += row["sessions"] < final["sessions"]
     assert grown > len(recent_then) / 2
 
@@ -687,8 +689,8 @@ def test_the_openapi_document_covers_the_contract(openapi: dict):
     metrics = openapi["paths"]["/admin/metrics"]["get"]
 
     assert openapi["openapi"].startswith("3.1")
-    assert set(METRICS) <= set(schemas["MetricRow"]["required"])
-    assert set(METRICS) <= set(schemas["MetricRow"]["properties"])
+    assert set(BUILTIN_METRICS) <= set(schemas["MetricRow"]["required"])
+    assert set(BUILTIN_METRICS) <= set(schemas["MetricRow"]["properties"])
     assert set(REPORT_METRICS) <= set(schemas["ReportRow"]["required"])
     assert metrics["x-max-window-hours"] == 168 and "168" in metrics["description"]
     assert openapi["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
@@ -780,7 +782,7 @@ def test_bad_values_are_text_negative_fractional_or_too_big(
             bad = [
                 row[name]
                 for row in body["data"]
-                for name in METRICS
+                for name in BUILTIN_METRICS
                 if type(row[name]) is not int or not 0 <= row[name] <= MAX_COUNT
             ]
             assert bad

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from sandbox_helpers import FROZEN, FROZEN_HOUR, TOKEN
 
 from peachdw.cli import cli
-from peachdw.metrics import METRICS, REPORT_METRICS
+from peachdw.metrics import BUILTIN_METRICS, REPORT_METRICS
 from peachdw.records import parse_metrics
 from peachdw.sandbox import (
     PLAUSIBILITY_RULES,
@@ -111,7 +111,7 @@ def report_sums(rows: list[dict]) -> dict[tuple[int, str, str], int]:
 def changed_fields(served: dict, true: dict) -> dict[str, int]:
     return {
         name: served[name] - true[name]
-        for name in METRICS
+        for name in BUILTIN_METRICS
         if served[name] != true[name]
     }
 
@@ -213,7 +213,12 @@ def test_the_extra_field_rides_on_every_row_as_schema_drift(
     assert len(rows) == len(truth)
     for row in rows:
         key = (row["campaign_id"], row["unix_hour"])
-        assert list(row) == ["campaign_id", "unix_hour", *METRICS, "video_views"]
+        assert list(row) == [
+            "campaign_id",
+            "unix_hour",
+            *BUILTIN_METRICS,
+            "video_views",
+        ]
         assert type(row["video_views"]) is int and row["video_views"] >= 0
         assert row["video_views"] == changes.extra[key]
         assert {**row, "video_views": None} == {**truth[key], "video_views": None}

@@ -17,8 +17,13 @@ from click.testing import CliRunner
 from peachdw import rules, sheets
 from peachdw.cli import cli
 from peachdw.db import connect, transaction
-from peachdw.metrics import METRICS
-from peachdw.report import DAILY_KINDS, HIERARCHY_KINDS, SUMMARY_KINDS, TAB_NAMES
+from peachdw.metrics import BUILTIN_METRICS
+from peachdw.report import (
+    TAB_NAMES,
+    daily_columns,
+    hierarchy_columns,
+    summary_columns,
+)
 from peachdw.sandbox import Dataset
 
 AUGUST = int(datetime(2025, 8, 1, tzinfo=UTC).timestamp()) // 3600
@@ -54,10 +59,14 @@ def august(warehouse, db_path):
                 (campaign["id"], name),
             )
             warehouse.executemany(
-                f"INSERT INTO hourly_data (campaign_id, unix_hour, {', '.join(METRICS)}) "
-                f"VALUES (?, ?, {', '.join('?' for _ in METRICS)})",
+                f"INSERT INTO hourly_data (campaign_id, unix_hour, {', '.join(BUILTIN_METRICS)}) "
+                f"VALUES (?, ?, {', '.join('?' for _ in BUILTIN_METRICS)})",
                 [
-                    (campaign["id"], hour, *(picked.randint(0, 50) for _ in METRICS))
+                    (
+                        campaign["id"],
+                        hour,
+                        *(picked.randint(0, 50) for _ in BUILTIN_METRICS),
+                    )
                     for hour in range(AUGUST - 24, AUGUST + 32 * 24)
                     if picked.random() < 0.5
                 ],
@@ -141,9 +150,12 @@ def test_export_month_to_sheets_agrees_with_excel_in_a_handful_of_calls(
     titles = [s["properties"]["title"] for s in fake_google.spreadsheet(book)["sheets"]]
     assert titles == ["Summary", "Daily", "Hierarchy", "Notes"]
     workbook = openpyxl.load_workbook(tmp_path / "a.xlsx")
-    kinds = dict(
-        zip(TAB_NAMES, (SUMMARY_KINDS, DAILY_KINDS, HIERARCHY_KINDS), strict=True)
-    )
+    kinds = {
+        name: columns(BUILTIN_METRICS)[1]
+        for name, columns in zip(
+            TAB_NAMES, (summary_columns, daily_columns, hierarchy_columns), strict=True
+        )
+    }
     for name in TAB_NAMES:
         sheet_rows = fake_google.values(book, name)
         header, rows = sheet_rows[0], sheet_rows[1:]

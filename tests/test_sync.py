@@ -250,11 +250,11 @@ class FailingWindows:
     def __getattr__(self, name):
         return getattr(self.client, name)
 
-    def fetch_metrics(self, start_hour, end_hour, campaign_id=None):
+    def fetch_metrics(self, start_hour, end_hour, *rest):
         if start_hour in self.failing:
             self.client.stats.calls += 3
             raise TransientApiError(f"The API failed on hours {start_hour} (HTTP 503).")
-        return self.client.fetch_metrics(start_hour, end_hour, campaign_id)
+        return self.client.fetch_metrics(start_hour, end_hour, *rest)
 
 
 def test_failed_window_ends_partial_and_the_next_sync_fills_it(warehouse, api, dataset):

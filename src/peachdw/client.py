@@ -31,6 +31,7 @@ from peachdw.errors import (
     TransientApiError,
 )
 from peachdw.hours import span_text
+from peachdw.metrics import BUILTIN_METRICS
 from peachdw.records import (
     Campaign,
     CampaignListing,
@@ -177,9 +178,14 @@ class PeachClient:
         raise AssertionError("unreachable")
 
     def fetch_metrics(
-        self, start_hour: int, end_hour: int, campaign_id: int | None = None
+        self,
+        start_hour: int,
+        end_hour: int,
+        campaign_id: int | None = None,
+        metrics: tuple[str, ...] = BUILTIN_METRICS,
     ) -> MetricsWindow:
-        """One half-open window [start_hour, end_hour) of hourly metrics, validated."""
+        """One half-open window [start_hour, end_hour) of hourly metrics, validated
+        into rows of `metrics` (the warehouse's: `metrics.of`)."""
         if not 0 < end_hour - start_hour <= MAX_WINDOW_HOURS:
             raise ValueError(
                 f"a metrics window is 1 to {MAX_WINDOW_HOURS} hours, "
@@ -194,7 +200,9 @@ class PeachClient:
             "/admin/metrics",
             params,
             what=what,
-            parse=lambda body: parse_metrics(body, start_hour, end_hour, campaign_id),
+            parse=lambda body: parse_metrics(
+                body, start_hour, end_hour, campaign_id, metrics
+            ),
         )
         log.debug(
             "Fetched %s: %d rows, %d rejected, %d duplicates",

@@ -176,9 +176,11 @@ class QualitySettings(_Section):
     def _rules_parse(cls, value: list[str]) -> list[str]:
         from peachdw.quality import parse_rule
 
+        # The form only: a rule may name a metric added to the warehouse, which the
+        # settings cannot know; the checks test the names against it (metrics.of).
         for text in value:
             try:
-                parse_rule(text)
+                parse_rule(text, None)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return value

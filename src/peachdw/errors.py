@@ -85,3 +85,13 @@ class SyncError(PeachDWError):
 
 class ExportError(PeachDWError):
     """An export could not be written; nothing partial is left behind."""
+
+
+class MetricNameError(PeachDWError):
+    """A name that cannot become a new metric: malformed, reserved or taken."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, name: str):
+        self.name = name
+        super().__init__(message)

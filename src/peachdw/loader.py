@@ -8,6 +8,7 @@ REPLACE`, which deletes the old row and resets every column it does not name
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from collections import Counter
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from peachdw import rollup
 from peachdw.db import utc_now
-from peachdw.metrics import METRICS
+from peachdw.metrics import BUILTIN_METRICS
 from peachdw.records import (
     CAMPAIGN_FIELDS,
     Campaign,
@@ -36,25 +37,39 @@ MASS_VANISH_FLOOR = 5
 #: Rejected rows kept per window in `rejected_rows`; all of them are counted.
 MAX_REJECTIONS_STORED = 1000
 
-_ZERO = (0,) * len(METRICS)
-_HOURLY_COLUMNS = ("campaign_id", "unix_hour", *METRICS, "sync_id")
 
-
-def _hourly_sql(sync_id: int | None, *, upsert: bool) -> str:
-    """The insert (or upsert) for one sync's rows.
+@functools.lru_cache(maxsize=64)
+def _hourly_sql(metrics: tuple[str, ...], sync_id: int | None, *, upsert: bool) -> str:
+    """The insert (or upsert) of rows of `metrics` for one sync.
 
     The sync id is the same on every row, so it is written into the statement (an integer
     the warehouse made, never input) and the rows go to SQLite as they are, without
     building a new tuple for each.
     """
     lineage = "NULL" if sync_id is None else str(int(sync_id))
-    metric_columns = ", ".join(_HOURLY_COLUMNS[:-1])
-    placeholders = ", ".join("?" * (len(_HOURLY_COLUMNS) - 1))
-    updates = ", ".join(f"{name} = excluded.{name}" for name in _HOURLY_COLUMNS[2:])
-    sql = f"INSERT INTO hourly_data ({metric_columns}, sync_id) VALUES ({placeholders}, {lineage})"
+    columns = ("campaign_id", "unix_hour", *metrics)
+    placeholders = ", ".join("?" * len(columns))
+    updates = ", ".join(f"{name} = excluded.{name}" for name in (*metrics, "sync_id"))
+    sql = (
+        f"INSERT INTO hourly_data ({', '.join(columns)}, sync_id) "
+        f"VALUES ({placeholders}, {lineage})"
+    )
     if upsert:
         sql += f" ON CONFLICT (campaign_id, unix_hour) DO UPDATE SET {updates}"
     return sql
+
+
+@functools.lru_cache(maxsize=16)
+def _stored_hours_sql(metrics: tuple[str, ...], one_campaign: bool) -> str:
+    # Driven from campaigns so each campaign is one seek on the primary key. CROSS JOIN
+    # fixes that order: without statistics the planner may scan the whole table instead
+    # (https://sqlite.org/optoverview.html#manual_control_of_query_plans_using_cross_join).
+    sql = (
+        f"SELECT h.campaign_id, h.unix_hour, {', '.join('h.' + m for m in metrics)} "
+        "FROM campaigns AS c CROSS JOIN hourly_data AS h ON h.campaign_id = c.id "
+        "WHERE h.unix_hour >= ? AND h.unix_hour < ?"
+    )
+    return sql + " AND c.id = ?" if one_campaign else sql
 
 
 _DELETE_HOURLY = "DELETE FROM hourly_data WHERE campaign_id = ? AND unix_hour = ?"
@@ -64,6 +79,8 @@ _DELETE_HOURLY = "DELETE FROM hourly_data WHERE campaign_id = ? AND unix_hour = 
 class HourlyPlan:
     """What writing one window would do, decided before anything is written."""
 
+    #: The metrics of every row and stored value below, in order (the window's).
+    metrics: tuple[str, ...] = BUILTIN_METRICS
     #: Hours not stored yet, stored hours whose values changed, and stored hours the
     #: window now reads as zeros.
     inserts: list[Row] = field(default_factory=list)
@@ -122,7 +139,8 @@ def plan_hourly(
     stored hour that the window no longer carries (and did not reject) is deleted, for the
     campaigns the window reports on.
     """
-    plan = HourlyPlan(window_rejected=window.rejected)
+    plan = HourlyPlan(metrics=window.metrics, window_rejected=window.rejected)
+    zero = (0,) * len(window.metrics)
     stored = _stored_hours(conn, window)
     rows = window.rows
     if not known_campaigns.issuperset({row[0] for row in rows}):
@@ -130,7 +148,7 @@ def plan_hourly(
 
     if not stored:
         # A window read for the first time: every hour with activity is new.
-        plan.inserts = [row for row in rows if row[2:] != _ZERO]
+        plan.inserts = [row for row in rows if row[2:] != zero]
         plan.unchanged = len(rows) - len(plan.inserts)
         return plan
 
@@ -139,11 +157,11 @@ def plan_hourly(
         key = (row[0], row[1])
         values = row[2:]
         previous = stored.pop(key, None)
-        if previous == values or (previous is None and values == _ZERO):
+        if previous == values or (previous is None and values == zero):
             plan.unchanged += 1
         elif previous is None:
             plan.inserts.append(row)
-        elif values == _ZERO:
+        elif values == zero:
             plan.deletes.append(key)
             plan.previous[key] = previous
         else:
@@ -196,17 +214,9 @@ def _drop_unknown_campaigns(
 def _stored_hours(
     conn: sqlite3.Connection, window: MetricsWindow
 ) -> dict[tuple[int, int], tuple]:
-    # Driven from campaigns so each campaign is one seek on the primary key. CROSS JOIN
-    # fixes that order: without statistics the planner may scan the whole table instead
-    # (https://sqlite.org/optoverview.html#manual_control_of_query_plans_using_cross_join).
-    sql = (
-        f"SELECT h.campaign_id, h.unix_hour, {', '.join('h.' + m for m in METRICS)} "
-        "FROM campaigns AS c CROSS JOIN hourly_data AS h ON h.campaign_id = c.id "
-        "WHERE h.unix_hour >= ? AND h.unix_hour < ?"
-    )
+    sql = _stored_hours_sql(window.metrics, window.campaign_id is not None)
     params: list[int] = [window.start_hour, window.end_hour]
     if window.campaign_id is not None:
-        sql += " AND c.id = ?"
         params.append(window.campaign_id)
     return {(r[0], r[1]): tuple(r[2:]) for r in conn.execute(sql, params)}
 
@@ -220,9 +230,9 @@ def apply_hourly(
     # they cannot exist, and if one did the insert would fail loudly rather than replace.
     # It is a third faster than the upsert, which changed hours take.
     if plan.inserts:
-        conn.executemany(_hourly_sql(sync_id, upsert=False), plan.inserts)
+        conn.executemany(_hourly_sql(plan.metrics, sync_id, upsert=False), plan.inserts)
     if plan.updates:
-        conn.executemany(_hourly_sql(sync_id, upsert=True), plan.updates)
+        conn.executemany(_hourly_sql(plan.metrics, sync_id, upsert=True), plan.updates)
     if plan.deletes:
         conn.executemany(_DELETE_HOURLY, plan.deletes)
 

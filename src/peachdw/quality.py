@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from peachdw.db import utc_now
 from peachdw.errors import ConfigError
 from peachdw.hours import day_spans
-from peachdw.metrics import METRICS, REPORT_METRICS
+from peachdw.metrics import BUILTIN_METRICS, REPORT_METRICS
 from peachdw.report import hourly_day_sums
 
 #: Rules every row of the sandbox, and of the real API, should satisfy.
@@ -303,8 +303,15 @@ class PlausibilityRule:
         return f"d.{self.left} {op} {right}"
 
 
-def parse_rule(text: str) -> PlausibilityRule:
-    """`metric (=|<=|>=|<|>) metric [+ metric ...]`; ConfigError names what is wrong."""
+def parse_rule(
+    text: str, names: tuple[str, ...] | None = BUILTIN_METRICS
+) -> PlausibilityRule:
+    """`metric (=|<=|>=|<|>) metric [+ metric ...]`; ConfigError names what is wrong.
+
+    Each name must be one of `names`, the warehouse's metrics (`metrics.of`), which may
+    include added ones; None checks the form only, as the settings do before any
+    warehouse is open.
+    """
     match = _RULE.match(text)
     if not match:
         raise ConfigError(
@@ -313,15 +320,16 @@ def parse_rule(text: str) -> PlausibilityRule:
             key="quality.plausibility",
         )
     left, op, right = match.group(1), match.group(2), match.group(3)
-    names = (left, *(part.strip() for part in right.split("+")))
-    unknown = [name for name in names if name not in METRICS]
+    named = (left, *(part.strip() for part in right.split("+")))
+    unknown = [name for name in named if names is not None and name not in names]
     if unknown:
         raise ConfigError(
             f"Plausibility rule {text!r} names {', '.join(unknown)}, not a metric; "
-            f"metrics are {', '.join(METRICS)}.",
+            f"metrics are {', '.join(names or ())}. Fix quality.plausibility, or store "
+            "a field the API sends with `peachdw metrics add NAME`.",
             key="quality.plausibility",
         )
-    return PlausibilityRule(text.strip(), left, op, names[1:])
+    return PlausibilityRule(text.strip(), left, op, named[1:])
 
 
 @dataclass

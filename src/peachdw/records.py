@@ -8,8 +8,10 @@ warehouse does not know is kept as schema drift, never dropped without a trace.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections import Counter, namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -18,28 +20,59 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from peachdw.errors import PayloadError
 from peachdw.hours import span_text
-from peachdw.metrics import MAX_COUNT, METRICS
+from peachdw.metrics import BUILTIN_METRICS, MAX_COUNT
 
-#: One stored hour: `(campaign_id, unix_hour, *METRICS)`, the column order of hourly_data.
-#: Rows travel as plain tuples in that order (a window of clean rows is never copied into
-#: another type); this named form is for building one by hand and for reading one.
-HourlyRow = namedtuple("HourlyRow", ("campaign_id", "unix_hour", *METRICS))
 Row = tuple[int, ...]
 
-_KNOWN_METRIC_FIELDS = frozenset(("campaign_id", "unix_hour", *METRICS))
-_ROW_GETTER = operator.itemgetter(*HourlyRow._fields)
 _INT_ONLY = {int}
 _Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
-# The fast path's row: the key required, each metric defaulting to 0, nothing unknown.
-_CleanRow = msgspec.defstruct(
-    "_CleanRow",
-    [
-        ("campaign_id", _Count),
-        ("unix_hour", _Count),
-        *((m, _Count, 0) for m in METRICS),
-    ],
-    forbid_unknown_fields=True,
-)
+
+
+@dataclass(frozen=True)
+class RowShape:
+    """How the rows of one list of metrics are read, built once per list.
+
+    A stored hour is `(campaign_id, unix_hour, *metrics)`, the column order of
+    hourly_data. Rows travel as plain tuples in that order (a window of clean rows is
+    never copied into another type); `row_type` is the named form, for building one by
+    hand and for reading one.
+    """
+
+    metrics: tuple[str, ...]
+    row_type: type[tuple]
+    #: Every field a metrics row may carry; anything else is schema drift.
+    known: frozenset[str]
+    getter: Callable[[dict], tuple]
+    #: The fast path's row: the key required, each metric defaulting to 0, nothing
+    #: unknown.
+    clean: type[msgspec.Struct]
+
+
+@functools.lru_cache(maxsize=16)
+def row_shape(metrics: tuple[str, ...]) -> RowShape:
+    """The shape of rows of `metrics`; the same object for the same tuple, so a window
+    costs a dictionary lookup, not a new struct type."""
+    fields = ("campaign_id", "unix_hour", *metrics)
+    clean = msgspec.defstruct(
+        "_CleanRow",
+        [
+            ("campaign_id", _Count),
+            ("unix_hour", _Count),
+            *((m, _Count, 0) for m in metrics),
+        ],
+        forbid_unknown_fields=True,
+    )
+    return RowShape(
+        metrics,
+        namedtuple("HourlyRow", fields),
+        frozenset(fields),
+        operator.itemgetter(*fields),
+        clean,
+    )
+
+
+#: One stored hour of a warehouse with the built-in metrics only.
+HourlyRow = row_shape(BUILTIN_METRICS).row_type
 
 
 @dataclass(frozen=True)
@@ -115,6 +148,8 @@ class MetricsWindow:
     duplicates: int = 0
     out_of_window: int = 0
     unknown_fields: Counter[str] = field(default_factory=Counter)
+    #: The metrics of each row, in order after the campaign and the hour.
+    metrics: tuple[str, ...] = BUILTIN_METRICS
 
     @property
     def rejected_keys(self) -> set[tuple[int, int]]:
@@ -175,12 +210,16 @@ def _parse_key(value: Any, name: str) -> int:
 
 
 def parse_metrics(
-    payload: Any, start_hour: int, end_hour: int, campaign_id: int | None = None
+    payload: Any,
+    start_hour: int,
+    end_hour: int,
+    campaign_id: int | None = None,
+    metrics: tuple[str, ...] = BUILTIN_METRICS,
 ) -> MetricsWindow:
-    """Validate one metrics response into rows, rejections and drift.
+    """Validate one metrics response into rows of `metrics`, rejections and drift.
 
     Raises `PayloadError` when the body is not the documented object at all; a bad row
-    only rejects that row.
+    only rejects that row. A field that is not one of `metrics` is drift.
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         raise PayloadError(
@@ -189,14 +228,15 @@ def parse_metrics(
         )
 
     items = payload["data"]
-    window = MetricsWindow(start_hour, end_hour, campaign_id, rows=[])
+    shape = row_shape(metrics)
+    window = MetricsWindow(start_hour, end_hour, campaign_id, rows=[], metrics=metrics)
     window.received = len(items)
-    rows = _clean_rows(items)
+    rows = _clean_rows(items, shape)
     if rows is None:
         # Some row needs a closer look: check each one and keep the reasons.
         rows = [
             row
-            for row in (_parse_metric_row(item, window) for item in items)
+            for row in (_parse_metric_row(item, window, shape) for item in items)
             if row is not None
         ]
 
@@ -222,7 +262,7 @@ def parse_metrics(
     return window
 
 
-def _clean_rows(items: list[Any]) -> list[Row] | None:
+def _clean_rows(items: list[Any], shape: RowShape) -> list[Row] | None:
     """All rows at once when every one is clean, else None.
 
     Clean: an object with only known fields, each a plain integer from 0 to 2^63-1 (a
@@ -231,13 +271,13 @@ def _clean_rows(items: list[Any]) -> list[Row] | None:
     each rule of the contract applies and every rejection gets its reason.
     """
     try:
-        checked = msgspec.convert(items, list[_CleanRow], strict=True)
+        checked = msgspec.convert(items, list[shape.clean], strict=True)
     except msgspec.ValidationError:
         return None
     return list(map(msgspec.structs.astuple, checked))
 
 
-def _parse_metric_row(item: Any, window: MetricsWindow) -> Row | None:
+def _parse_metric_row(item: Any, window: MetricsWindow, shape: RowShape) -> Row | None:
     if not isinstance(item, dict):
         window.rejected.append(
             Rejection(f"row is {type(item).__name__}, not an object")
@@ -247,7 +287,7 @@ def _parse_metric_row(item: Any, window: MetricsWindow) -> Row | None:
     # Fast path for the common row: every field present, plain non-negative integers,
     # nothing else. A bool is an int subclass, so the type test is exact on purpose.
     try:
-        values = _ROW_GETTER(item)
+        values = shape.getter(item)
     except KeyError:
         pass
     else:
@@ -255,9 +295,9 @@ def _parse_metric_row(item: Any, window: MetricsWindow) -> Row | None:
             {*map(type, values)} == _INT_ONLY
             and min(values) >= 0
             and max(values) <= MAX_COUNT
-            and len(item) == len(_KNOWN_METRIC_FIELDS)
+            and len(item) == len(shape.known)
         ):
-            return HourlyRow._make(values)
+            return shape.row_type._make(values)
 
     try:
         campaign_id = _parse_key(item.get("campaign_id"), "campaign_id")
@@ -267,7 +307,7 @@ def _parse_metric_row(item: Any, window: MetricsWindow) -> Row | None:
         return None
 
     counts = [campaign_id, unix_hour]
-    for name in METRICS:
+    for name in shape.metrics:
         try:
             counts.append(parse_count(item.get(name)))
         except _BadValue as exc:
@@ -276,9 +316,9 @@ def _parse_metric_row(item: Any, window: MetricsWindow) -> Row | None:
             )
             return None
 
-    for name in item.keys() - _KNOWN_METRIC_FIELDS:
+    for name in item.keys() - shape.known:
         window.unknown_fields[name] += 1
-    return HourlyRow._make(counts)
+    return shape.row_type._make(counts)
 
 
 def parse_campaign_page(payload: Any, page: int) -> tuple[list[Any], dict[str, Any]]:

@@ -15,9 +15,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from peachdw import rollup
+from peachdw import metrics, rollup
 from peachdw.hours import day_spans
-from peachdw.metrics import METRICS
 from peachdw.rules import TIERS
 
 #: The rates analysts read first: (column, numerator, denominator, kind). A "rate" is a
@@ -65,28 +64,31 @@ class Tab:
 
 
 def daily_totals(
-    conn: sqlite3.Connection, period: ReportPeriod
+    conn: sqlite3.Connection,
+    period: ReportPeriod,
+    names: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """(day, campaign_id, *METRICS) for each campaign and day with stored hours, by
-    campaign and day.
+    """(day, campaign_id, *names) for each campaign and day with stored hours, by
+    campaign and day; `names` defaults to every metric the warehouse holds.
 
     Served from the daily rollup when it is built for the period's zone (rollup.py).
     Otherwise the days come as a small table of hour ranges joined to each campaign's key
     range in `hourly_data`, so every day is one key seek and the time zone costs nothing.
     """
-    served = rollup.read_days(conn, period)
+    names = metrics.of(conn) if names is None else names
+    served = rollup.read_days(conn, period, names)
     if served is not None:
         return served
-    return hourly_day_sums(conn, period.spans())
+    return hourly_day_sums(conn, period.spans(), names)
 
 
 def hourly_day_sums(
     conn: sqlite3.Connection,
     spans: list[tuple[date, int, int]],
-    metrics: tuple[str, ...] = METRICS,
+    names: tuple[str, ...],
     campaign_id: int | None = None,
 ) -> sqlite3.Cursor:
-    """(day, campaign_id, *metrics) summed from the stored hours of each day span.
+    """(day, campaign_id, *names) summed from the stored hours of each day span.
 
     The spans come as a small table of hour ranges joined to each campaign's key range
     in `hourly_data`, so every day is one key seek whatever zone cut the days.
@@ -96,7 +98,7 @@ def hourly_day_sums(
     sql = (
         f"WITH days(day, lo, hi) AS (VALUES {values}) "
         "SELECT days.day, c.id, "
-        + ", ".join(f"sum(d.{m})" for m in metrics)
+        + ", ".join(f"sum(d.{m})" for m in names)
         + " FROM campaigns AS c CROSS JOIN days CROSS JOIN hourly_data AS d "
         "ON d.campaign_id = c.id AND d.unix_hour >= days.lo AND d.unix_hour < days.hi"
         f"{scope} GROUP BY c.id, days.day"
@@ -134,35 +136,44 @@ def rate(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, RATE_PLACES) if denominator else None
 
 
-SUMMARY_HEADER = [
-    "campaign_id",
-    "campaign_name",
-    "status",
-    *TIERS,
-    "mapping_confidence",
-    *METRICS,
-    *(name for name, *_ in RATES),
-]
-SUMMARY_KINDS = [
-    "id",
-    "text",
-    "text",
-    *("text" for _ in TIERS),
-    "confidence",
-    *("int" for _ in METRICS),
-    *(kind for *_, kind in RATES),
-]
-DAILY_HEADER = ["date", "campaign_id", "campaign_name", *TIERS, *METRICS]
-DAILY_KINDS = [
-    "date",
-    "id",
-    "text",
-    *("text" for _ in TIERS),
-    *("int" for _ in METRICS),
-]
 LEVELS = ("Network", "Domain", "Placement", "Targeting", "Special")
-HIERARCHY_HEADER = ["level", *TIERS, "campaigns", *METRICS]
-HIERARCHY_KINDS = ["text", *("text" for _ in TIERS), "int", *("int" for _ in METRICS)]
+
+
+def summary_columns(names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The Summary tab's header and column kinds for the metrics `names`."""
+    header = [
+        "campaign_id",
+        "campaign_name",
+        "status",
+        *TIERS,
+        "mapping_confidence",
+        *names,
+        *(name for name, *_ in RATES),
+    ]
+    kinds = [
+        "id",
+        "text",
+        "text",
+        *("text" for _ in TIERS),
+        "confidence",
+        *("int" for _ in names),
+        *(kind for *_, kind in RATES),
+    ]
+    return header, kinds
+
+
+def daily_columns(names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The Daily tab's header and column kinds for the metrics `names`."""
+    header = ["date", "campaign_id", "campaign_name", *TIERS, *names]
+    kinds = ["date", "id", "text", *("text" for _ in TIERS), *("int" for _ in names)]
+    return header, kinds
+
+
+def hierarchy_columns(names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The Hierarchy tab's header and column kinds for the metrics `names`."""
+    header = ["level", *TIERS, "campaigns", *names]
+    kinds = ["text", *("text" for _ in TIERS), "int", *("int" for _ in names)]
+    return header, kinds
 
 
 def _add(total: list[int], values: tuple[int, ...] | list[int]) -> None:
@@ -171,24 +182,29 @@ def _add(total: list[int], values: tuple[int, ...] | list[int]) -> None:
 
 
 def report_totals(
-    infos: dict[int, CampaignInfo], days: list[tuple[Any, ...]]
+    infos: dict[int, CampaignInfo], days: list[tuple[Any, ...]], width: int
 ) -> dict[int, list[int]]:
-    """Each reported campaign's totals, by id: every campaign with hours in the period,
-    and every campaign not deleted even without any, so a silent one shows as zeros."""
+    """Each reported campaign's totals of its `width` metrics, by id: every campaign
+    with hours in the period, and every campaign not deleted even without any, so a
+    silent one shows as zeros."""
     totals = {
-        campaign_id: [0] * len(METRICS)
+        campaign_id: [0] * width
         for campaign_id, info in infos.items()
         if info.status != "deleted"
     }
     for _, campaign_id, *values in days:
-        _add(totals.setdefault(campaign_id, [0] * len(METRICS)), values)
+        _add(totals.setdefault(campaign_id, [0] * width), values)
     return dict(sorted(totals.items()))
 
 
-def summary_tab(infos: dict[int, CampaignInfo], totals: dict[int, list[int]]) -> Tab:
+def summary_tab(
+    infos: dict[int, CampaignInfo],
+    totals: dict[int, list[int]],
+    names: tuple[str, ...],
+) -> Tab:
     """One row per reported campaign with its tiers, totals and rates."""
     rows = []
-    index = {metric: position for position, metric in enumerate(METRICS)}
+    index = {metric: position for position, metric in enumerate(names)}
     for campaign_id, values in totals.items():
         info = infos[campaign_id]
         rates = [rate(values[index[n]], values[index[d]]) for _, n, d, _ in RATES]
@@ -203,10 +219,15 @@ def summary_tab(infos: dict[int, CampaignInfo], totals: dict[int, list[int]]) ->
                 *rates,
             ]
         )
-    return Tab("Summary", SUMMARY_HEADER, rows, SUMMARY_KINDS)
+    header, kinds = summary_columns(names)
+    return Tab("Summary", header, rows, kinds)
 
 
-def daily_tab(infos: dict[int, CampaignInfo], days: list[tuple[Any, ...]]) -> Tab:
+def daily_tab(
+    infos: dict[int, CampaignInfo],
+    days: list[tuple[Any, ...]],
+    names: tuple[str, ...],
+) -> Tab:
     """One row per campaign and day with stored hours, by day then campaign."""
     rows = []
     for day, campaign_id, *values in sorted(days, key=lambda row: (row[0], row[1])):
@@ -214,10 +235,15 @@ def daily_tab(infos: dict[int, CampaignInfo], days: list[tuple[Any, ...]]) -> Ta
         rows.append(
             [date.fromisoformat(day), campaign_id, info.name, *info.tiers, *values]
         )
-    return Tab("Daily", DAILY_HEADER, rows, DAILY_KINDS)
+    header, kinds = daily_columns(names)
+    return Tab("Daily", header, rows, kinds)
 
 
-def hierarchy_tab(infos: dict[int, CampaignInfo], totals: dict[int, list[int]]) -> Tab:
+def hierarchy_tab(
+    infos: dict[int, CampaignInfo],
+    totals: dict[int, list[int]],
+    names: tuple[str, ...],
+) -> Tab:
     """Totals rolled up the five tiers: a subtotal row at each level, in tier order
     (alphabetical at each level), and a grand total last that equals the Summary's sum.
 
@@ -226,13 +252,11 @@ def hierarchy_tab(infos: dict[int, CampaignInfo], totals: dict[int, list[int]]) 
     width = len(TIERS)
     # Every prefix of each campaign's tiers gets the campaign's totals.
     groups: dict[tuple[str, ...], tuple[set[int], list[int]]] = {}
-    grand: tuple[set[int], list[int]] = (set(), [0] * len(METRICS))
+    grand: tuple[set[int], list[int]] = (set(), [0] * len(names))
     for campaign_id, values in totals.items():
         tiers = infos[campaign_id].tiers
         for depth in range(1, width + 1):
-            members, total = groups.setdefault(
-                tiers[:depth], (set(), [0] * len(METRICS))
-            )
+            members, total = groups.setdefault(tiers[:depth], (set(), [0] * len(names)))
             members.add(campaign_id)
             _add(total, values)
         grand[0].add(campaign_id)
@@ -244,21 +268,26 @@ def hierarchy_tab(infos: dict[int, CampaignInfo], totals: dict[int, list[int]]) 
         padding = [None] * (width - len(key))
         rows.append([LEVELS[len(key) - 1], *key, *padding, len(members), *total])
     rows.append(["Total", *([None] * width), len(grand[0]), *grand[1]])
-    return Tab("Hierarchy", HIERARCHY_HEADER, rows, HIERARCHY_KINDS)
+    header, kinds = hierarchy_columns(names)
+    return Tab("Hierarchy", header, rows, kinds)
 
 
 def build_tabs(
     conn: sqlite3.Connection, period: ReportPeriod, names: tuple[str, ...] = TAB_NAMES
 ) -> list[Tab]:
-    """The tabs asked for, in the order of TAB_NAMES, from one read of daily totals."""
+    """The tabs asked for, in the order of TAB_NAMES, from one read of daily totals.
+
+    Every metric the warehouse holds is a column, the added ones after the built-ins.
+    """
+    counted = metrics.of(conn)
     infos = campaign_infos(conn)
-    days = list(daily_totals(conn, period))
-    totals = report_totals(infos, days)
+    days = list(daily_totals(conn, period, counted))
+    totals = report_totals(infos, days, len(counted))
 
     builders = {
-        "Summary": lambda: summary_tab(infos, totals),
-        "Daily": lambda: daily_tab(infos, days),
-        "Hierarchy": lambda: hierarchy_tab(infos, totals),
+        "Summary": lambda: summary_tab(infos, totals, counted),
+        "Daily": lambda: daily_tab(infos, days, counted),
+        "Hierarchy": lambda: hierarchy_tab(infos, totals, counted),
     }
     return [builders[name]() for name in TAB_NAMES if name in names]
 

@@ -13,6 +13,7 @@ the report sums the hours instead (`read_days` returns None).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import time
@@ -23,9 +24,9 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from peachdw import metrics
 from peachdw.db import utc_now
 from peachdw.hours import day_spans
-from peachdw.metrics import METRICS
 
 if TYPE_CHECKING:
     from peachdw.loader import HourlyPlan
@@ -33,8 +34,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_ZERO = (0,) * len(METRICS)
-_COLUMNS = ("campaign_id", "day", *METRICS)
+
+@functools.lru_cache(maxsize=16)
+def _statements(names: tuple[str, ...]) -> dict[str, str]:
+    """The rollup's statements for the metrics `names`, built once per list."""
+    columns = ("campaign_id", "day", *names)
+    return {
+        "insert": f"INSERT INTO daily_totals ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))})",
+        "update": "UPDATE daily_totals SET "
+        + ", ".join(f"{m} = ?" for m in names)
+        + " WHERE campaign_id = ? AND day = ?",
+        # Driven from campaigns, so each campaign's days are one range seek on the key.
+        "stored": f"SELECT r.campaign_id, r.day, {', '.join('r.' + m for m in names)} "
+        "FROM campaigns AS c CROSS JOIN daily_totals AS r ON r.campaign_id = c.id "
+        "WHERE r.day >= ? AND r.day <= ?",
+    }
 
 
 def built_zone(conn: sqlite3.Connection) -> ZoneInfo | None:
@@ -46,6 +61,7 @@ def built_zone(conn: sqlite3.Connection) -> ZoneInfo | None:
 def build(conn: sqlite3.Connection, zone: ZoneInfo) -> int:
     """Rebuild every row of the rollup from the hours, cut in `zone`, in the caller's
     transaction. Returns the number of campaign-days written."""
+    names = metrics.of(conn)
     conn.execute("DELETE FROM daily_totals")
 
     # Each campaign's first and last hour is a seek at each end of its key range.
@@ -68,10 +84,10 @@ def build(conn: sqlite3.Connection, zone: ZoneInfo) -> int:
         # Same shape as the reports' sum over hours: campaigns drive, each day is one
         # range seek on the key of hourly_data.
         cursor = conn.execute(
-            f"INSERT INTO daily_totals ({', '.join(_COLUMNS)}) "
+            f"INSERT INTO daily_totals (campaign_id, day, {', '.join(names)}) "
             f"WITH days(day, lo, hi) AS (VALUES {values}) "
             "SELECT c.id, days.day, "
-            + ", ".join(f"sum(d.{m})" for m in METRICS)
+            + ", ".join(f"sum(d.{m})" for m in names)
             + " FROM campaigns AS c CROSS JOIN days CROSS JOIN hourly_data AS d "
             "ON d.campaign_id = c.id AND d.unix_hour >= days.lo "
             "AND d.unix_hour < days.hi GROUP BY c.id, days.day"
@@ -122,8 +138,10 @@ def apply(conn: sqlite3.Connection, plan: HourlyPlan, zone: ZoneInfo) -> None:
     last = max(max(map(itemgetter(1), rows)) for rows in written)
     day_of = _day_of_hours(first, last, zone)
 
+    statements = _statements(plan.metrics)
+    zero = (0,) * len(plan.metrics)
     delta = _changes_by_day(plan, day_of)
-    stored = _stored_days(conn, delta)
+    stored = _stored_days(conn, delta, plan.metrics)
     inserts, updates, deletes = [], [], []
     for key, change in delta.items():
         before = stored.get(key)
@@ -131,11 +149,11 @@ def apply(conn: sqlite3.Connection, plan: HourlyPlan, zone: ZoneInfo) -> None:
             inserts.append((*key, *change))
             continue
         after = tuple(b + c for b, c in zip(before, change, strict=True))
-        if after == _ZERO:
+        if after == zero:
             deletes.append(key)
         elif after != before:
             updates.append((*after, *key))
-    _write(conn, inserts, updates, deletes)
+    _write(conn, statements, inserts, updates, deletes)
 
 
 def _changes_by_day(
@@ -170,7 +188,7 @@ def _changes_by_day(
             (campaign_id, hour, *(-value for value in previous))
         )
 
-    # Every row is (campaign_id, unix_hour, *METRICS): sum the metric columns.
+    # Every row is (campaign_id, unix_hour, *plan.metrics): sum the metric columns.
     return {
         key: tuple(map(sum, islice(zip(*rows, strict=True), 2, None)))
         for key, rows in groups.items()
@@ -178,60 +196,51 @@ def _changes_by_day(
 
 
 def _stored_days(
-    conn: sqlite3.Connection, keys: Iterable[tuple[int, str]]
+    conn: sqlite3.Connection, keys: Iterable[tuple[int, str]], names: tuple[str, ...]
 ) -> dict[tuple[int, str], tuple]:
     """The rollup's rows for the days the keys span, for every campaign."""
     days = [day for _, day in keys]
-    first, last = min(days), max(days)
-    # Driven from campaigns, so each campaign's days are one range seek on the key.
-    rows = conn.execute(
-        f"SELECT r.campaign_id, r.day, {', '.join('r.' + m for m in METRICS)} "
-        "FROM campaigns AS c CROSS JOIN daily_totals AS r ON r.campaign_id = c.id "
-        "WHERE r.day >= ? AND r.day <= ?",
-        (first, last),
-    )
+    rows = conn.execute(_statements(names)["stored"], (min(days), max(days)))
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
 def _write(
     conn: sqlite3.Connection,
+    statements: dict[str, str],
     inserts: list[tuple],
     updates: list[tuple],
     deletes: list[tuple[int, str]],
 ) -> None:
     if inserts:
-        conn.executemany(
-            f"INSERT INTO daily_totals ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))})",
-            inserts,
-        )
+        conn.executemany(statements["insert"], inserts)
     if updates:
-        conn.executemany(
-            "UPDATE daily_totals SET "
-            + ", ".join(f"{m} = ?" for m in METRICS)
-            + " WHERE campaign_id = ? AND day = ?",
-            updates,
-        )
+        conn.executemany(statements["update"], updates)
     if deletes:
         conn.executemany(
             "DELETE FROM daily_totals WHERE campaign_id = ? AND day = ?", deletes
         )
 
 
-def read_days(conn: sqlite3.Connection, period: ReportPeriod) -> Iterator[Any] | None:
-    """(day, campaign_id, *METRICS) per campaign and day of the period, ordered by
-    campaign and day, or None when the rollup cannot serve it.
+def read_days(
+    conn: sqlite3.Connection,
+    period: ReportPeriod,
+    names: tuple[str, ...] | None = None,
+) -> Iterator[Any] | None:
+    """(day, campaign_id, *names) per campaign and day of the period, ordered by
+    campaign and day, or None when the rollup cannot serve it; `names` defaults to
+    every metric the warehouse holds.
 
     The zone is checked in the same statement that reads the rows, so a rebuild for
     another zone committed meanwhile can never mix its days into the answer. None also
     when the rollup holds no day of the period: the hours hold none either then, and
     finding that out costs one seek per campaign and day.
     """
+    names = metrics.of(conn) if names is None else names
     # The zone's subquery runs once, before the first row; ordered by campaign and
     # day, which the campaigns' rowid order and the rollup's key give without sorting.
     cursor = conn.execute(
         "SELECT r.day, c.id, "
-        + ", ".join(f"r.{m}" for m in METRICS)
+        + ", ".join(f"r.{m}" for m in names)
         + " FROM campaigns AS c CROSS JOIN daily_totals AS r ON r.campaign_id = c.id "
         "WHERE (SELECT zone FROM rollup_state WHERE id = 1) = ? "
         "AND r.day >= ? AND r.day <= ? ORDER BY c.id, r.day",

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from peachdw import quality
+from peachdw import metrics, quality
 from peachdw.db import utc_now
 from peachdw.hours import days_to_hours, hour_text
 from peachdw.rules import FALLBACK, TIERS
@@ -240,7 +240,7 @@ def collect_detailed(
     to_check = campaigns_to_check(conn)
     mapping = {"distribution": distribution, "to_check": to_check}
 
-    rules = [quality.parse_rule(text) for text in plausibility]
+    rules = [quality.parse_rule(text, metrics.of(conn)) for text in plausibility]
     counts, _ = quality.violations(conn, rules, start, end)
     rows_checked = conn.execute(
         "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
@@ -275,11 +275,12 @@ def collect_detailed(
     for row in syncs:
         oldest = row["restated_oldest_hour"]
         row["restated_oldest_hour"] = None if oldest is None else hour_text(oldest)
+    # A field that became a metric (metrics.add) is stored, not drift.
     drift = [
         dict(row)
         for row in conn.execute(
             "SELECT endpoint, field, first_seen_at, last_seen_at, occurrences "
-            "FROM schema_drift ORDER BY last_seen_at DESC"
+            "FROM schema_drift WHERE adopted_at IS NULL ORDER BY last_seen_at DESC"
         )
     ]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from peachdw import loader, rollup, rules
+from peachdw import loader, metrics, rollup, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
@@ -433,11 +433,13 @@ def run_sync(
                 "check the id with `peachdw status` or an export."
             )
 
-        # fetch + validate + load: metrics, one window per transaction
+        # fetch + validate + load: metrics, one window per transaction. The metrics are
+        # the warehouse's, read once: adding one takes the sync lock, so they stay put.
         if result.status == "running":
+            names = metrics.of(conn)
             for window_start, window_end in windows:
                 go_on = _sync_window(
-                    conn, client, result, window_start, window_end, listed
+                    conn, client, result, (window_start, window_end), listed, names
                 )
                 if on_window:
                     on_window(result)
@@ -579,14 +581,16 @@ def _sync_window(
     conn: sqlite3.Connection,
     client: PeachClient,
     result: SyncResult,
-    start_hour: int,
-    end_hour: int,
+    span: tuple[int, int],
     listed: set[int],
+    names: tuple[str, ...],
 ) -> bool:
-    """Fetch and store one window. Returns False when the sync must stop."""
+    """Fetch and store one window of the metrics `names`. Returns False when the sync
+    must stop."""
+    start_hour, end_hour = span
     calls_before = client.stats.calls
     try:
-        window = client.fetch_metrics(start_hour, end_hour, result.campaign_id)
+        window = client.fetch_metrics(start_hour, end_hour, result.campaign_id, names)
     except ApiError as exc:
         result.failed_windows.append(WindowFailure(start_hour, end_hour, str(exc)))
         result.retry_may_help = result.retry_may_help and exc.transient
@@ -617,7 +621,7 @@ def _sync_window(
             hold("window-write")
             loader.record_rejections(conn, result.sync_id, plan.rejected)
             loader.record_drift(
-                conn, "/admin/metrics", window.unknown_fields, result.sync_id
+                conn, metrics.METRICS_ENDPOINT, window.unknown_fields, result.sync_id
             )
             _record_window(
                 conn,

@@ -5,11 +5,19 @@ a remedy and a non-zero exit (2 for configuration and usage, 1 for the rest); th
 trace only with --verbose. Each module registers one family of commands on `cli`.
 """
 
-from peachdw.cli import debug, exports, hierarchy, reports, sandbox, warehouse
+from peachdw.cli import (
+    debug,
+    exports,
+    hierarchy,
+    metrics,
+    reports,
+    sandbox,
+    warehouse,
+)
 from peachdw.cli.base import cli
 
 #: Imported for the commands they register on `cli`.
-COMMAND_MODULES = (warehouse, reports, exports, hierarchy, debug, sandbox)
+COMMAND_MODULES = (warehouse, reports, exports, hierarchy, metrics, debug, sandbox)
 
 
 def main() -> None:

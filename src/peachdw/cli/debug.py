@@ -10,11 +10,11 @@ from typing import Any
 import click
 from rich.table import Table
 
-from peachdw import db, quality
+from peachdw import db, metrics, quality
 from peachdw.cli.base import cli, console, global_options, setup
 from peachdw.errors import PeachDWError
 from peachdw.hours import current_hour, day_spans, hour_text
-from peachdw.metrics import METRICS
+from peachdw.metrics import REPORT_METRICS
 from peachdw.rules import TIERS
 
 #: Days of the coverage grid.
@@ -53,12 +53,14 @@ def debug_campaign(ctx: click.Context, campaign_id: int, as_json: bool) -> None:
         )
     now_hour = current_hour()
     zone = settings.reporting.zone()
-    rules = [quality.parse_rule(text) for text in settings.quality.plausibility]
+    names = metrics.of(conn)
+    rules = [quality.parse_rule(text, names) for text in settings.quality.plausibility]
     state = {
         "campaign": dict(row),
         "mapping": _mapping(conn, campaign_id),
         "grid": _grid(conn, campaign_id, now_hour, zone, rules),
-        "last_48_hours": _recent(conn, campaign_id, now_hour),
+        "added_metrics": metrics.added(conn),
+        "last_48_hours": _recent(conn, campaign_id, now_hour, names),
         "reconciliation": _reconciliation(conn, campaign_id, now_hour, settings),
         "violations": quality.violations(
             conn, rules, 0, now_hour + 1, campaign_id=campaign_id, limit=50
@@ -144,10 +146,10 @@ def _grid(
 
 
 def _recent(
-    conn: sqlite3.Connection, campaign_id: int, now_hour: int
+    conn: sqlite3.Connection, campaign_id: int, now_hour: int, names: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     rows = conn.execute(
-        f"SELECT unix_hour, {', '.join(METRICS)}, sync_id FROM hourly_data "
+        f"SELECT unix_hour, {', '.join(names)}, sync_id FROM hourly_data "
         "WHERE campaign_id = ? AND unix_hour >= ? ORDER BY unix_hour",
         (campaign_id, now_hour - 48),
     )
@@ -222,7 +224,8 @@ def _show(state: dict[str, Any], zone: str) -> None:
     recent = state["last_48_hours"]
     if recent:
         table = Table(title="Last 48 hours (stored; a quiet hour has no row)")
-        shown = ("hour", "sessions", "registrations", "converted_users", "messages")
+        # The metrics the API reports daily, and every metric added to the warehouse.
+        shown = ("hour", *REPORT_METRICS, *state["added_metrics"])
         for column in (*shown, "sync"):
             table.add_column(column)
         for row in recent:

@@ -266,6 +266,10 @@ def show_detailed(state: dict[str, Any]) -> None:
                 str(row["occurrences"]),
             )
         console.print(drift)
+        console.print(
+            "A field of /admin/metrics becomes a metric that every sync stores with "
+            "`peachdw metrics add FIELD`."
+        )
     else:
         console.print(
             "Schema drift: the API sends no field the warehouse does not know."

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from peachdw.metrics import METRICS, REPORT_METRICS
+from peachdw.metrics import BUILTIN_METRICS, REPORT_METRICS
 
 FIRST_CAMPAIGN_ID = 1001
 
@@ -40,10 +40,10 @@ MATURITY_STEP_SECONDS = 15 * 60
 DAY_CACHE_SIZE = 2048
 
 _EPOCH_DAY = date(1970, 1, 1)
-_REPORT_INDEX = tuple(METRICS.index(name) for name in REPORT_METRICS)
+_REPORT_INDEX = tuple(BUILTIN_METRICS.index(name) for name in REPORT_METRICS)
 
 
-#: Rewrites one hour's values, in METRICS order, before `Dataset.reports` adds them up:
+#: Rewrites one hour's values, in BUILTIN_METRICS order, before `Dataset.reports` adds them up:
 #: `amend(campaign_id, unix_hour, values) -> values`.
 Amend = Callable[[int, int, tuple[int, ...]], tuple[int, ...]]
 
@@ -441,7 +441,7 @@ class Dataset:
     def _simulate_day(
         self, campaign_id: int, day: int
     ) -> tuple[tuple[int, ...] | None, ...]:
-        """Final metrics, in METRICS order, of the 24 hours of one UTC day.
+        """Final metrics, in BUILTIN_METRICS order, of the 24 hours of one UTC day.
 
         An hour without activity is None. This is the sandbox's hot loop, so the profile
         is read into locals once.
@@ -565,7 +565,7 @@ class Dataset:
             {
                 "campaign_id": cid,
                 "unix_hour": hour,
-                **dict(zip(METRICS, values, strict=True)),
+                **dict(zip(BUILTIN_METRICS, values, strict=True)),
             }
             for hour, cid, values in self._hours(start_hour, end_hour, campaign_id)
         ]
@@ -614,7 +614,7 @@ class Dataset:
 
 
 # The order in which the simulation produces an hour's counts, and how to turn that into
-# METRICS order; a metric missing here fails loudly at import.
+# BUILTIN_METRICS order; a metric missing here fails loudly at import.
 _FUNNEL_ORDER = (
     "sessions",
     "email_accounts",
@@ -631,9 +631,11 @@ _FUNNEL_ORDER = (
     "messages",
     "total_user_chats",
 )
-_TO_METRICS = operator.itemgetter(*(_FUNNEL_ORDER.index(name) for name in METRICS))
+_TO_METRICS = operator.itemgetter(
+    *(_FUNNEL_ORDER.index(name) for name in BUILTIN_METRICS)
+)
 _INDEPENDENT = operator.itemgetter(
-    *(METRICS.index(name) for name in _FUNNEL_ORDER[:10])
+    *(BUILTIN_METRICS.index(name) for name in _FUNNEL_ORDER[:10])
 )
 
 
@@ -649,7 +651,7 @@ def _funnel(
     room: int,
     media: int,
 ) -> tuple[int, ...]:
-    """Derive the totals from the independent counts and return them in METRICS order.
+    """Derive the totals from the independent counts and return them in BUILTIN_METRICS order.
 
     The counts must already be consistent: registrations (email + google) <= sessions,
     terms and conversions <= registrations, cards <= payment methods, media <= messages.

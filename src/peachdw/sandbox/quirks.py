@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from peachdw.metrics import METRICS, REPORT_METRICS
+from peachdw.metrics import BUILTIN_METRICS, REPORT_METRICS
 from peachdw.sandbox.data import Dataset
 
 #: The rules every hourly row should honour; the implausible quirk breaks one per row.
@@ -84,7 +84,7 @@ def check_field_name(name: str) -> str:
             f"the extra field {name!r} is not a lowercase identifier "
             "(a-z, then a-z, 0-9 or _, at most 63 characters), such as video_views"
         )
-    if name in METRICS or name in _KEY_FIELDS:
+    if name in BUILTIN_METRICS or name in _KEY_FIELDS:
         raise ValueError(
             f"the extra field {name!r} is already a field of every metrics row; "
             "choose a new name, such as video_views"
@@ -333,10 +333,10 @@ class Quirks:
         row = {
             "campaign_id": campaign_id,
             "unix_hour": unix_hour,
-            **dict(zip(METRICS, values, strict=True)),
+            **dict(zip(BUILTIN_METRICS, values, strict=True)),
         }
         self._break(row)
-        return tuple(row[name] for name in METRICS)
+        return tuple(row[name] for name in BUILTIN_METRICS)
 
     def _skew(
         self, dataset: Dataset, served: list[dict], campaign_id: int | None

@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
-from peachdw.metrics import MAX_COUNT, METRICS
+from peachdw.metrics import BUILTIN_METRICS, MAX_COUNT
 from peachdw.sandbox.data import Dataset
 from peachdw.sandbox.faults import Fault, FaultPlan
 from peachdw.sandbox.quirks import Quirks
@@ -255,7 +255,7 @@ def _with_stale_copies(rows: list[dict], chosen: list[int], rng: random.Random) 
 
 
 def _spoil_count(row: dict, variant: int, rng: random.Random) -> None:
-    name = rng.choice(METRICS)
+    name = rng.choice(BUILTIN_METRICS)
     if variant == 0:
         row[name] = "abc"
     elif variant == 1:
