@@ -218,6 +218,7 @@ def test_metrics_list_shows_built_in_and_added_metrics(tmp_path):
         pytest.param("status", "another column", id="report-column"),
         pytest.param("select", "keyword", id="sql-keyword"),
         pytest.param("class", "keyword", id="python-keyword"),
+        pytest.param("true", "keyword", id="boolean"),
     ],
 )
 def test_bad_names_are_refused_in_one_line(tmp_path, name, reason):
@@ -252,8 +253,12 @@ def test_add_is_refused_while_a_sync_runs(tmp_path):
     assert peachdw(tmp_path, None, "init").exit_code == 0
     with SyncLock(tmp_path / "warehouse.db", "peachdw sync"):
         result = peachdw(tmp_path, None, "metrics", "add", EXTRA)
+        # A bad name is refused as such, lock or not.
+        bad = peachdw(tmp_path, None, "metrics", "add", "Video")
     assert result.exit_code == 1
     assert "Another sync is running" in result.output
+    assert bad.exit_code == 2
+    assert "is not a lowercase identifier" in bad.output
     conn = db.connect(tmp_path / "warehouse.db")
     assert column(conn, "hourly_data", EXTRA) == 0
     conn.close()

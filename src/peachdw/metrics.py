@@ -132,10 +132,10 @@ def check_name(conn: sqlite3.Connection, name: str) -> str:
         reason = "is a built-in metric already"
     elif name in added(conn):
         reason = "was added already; `peachdw metrics list` shows the metrics"
+    elif name in _SQL_KEYWORDS or keyword.iskeyword(name) or name in ("true", "false"):
+        reason = "is a keyword of SQL or Python, which would break the queries"
     elif name in RESERVED_NAMES:
         reason = "is the name of another column of the tables or the reports"
-    elif name in _SQL_KEYWORDS or keyword.iskeyword(name):
-        reason = "is a keyword of SQL or Python, which would break the queries"
     else:
         return name
     raise MetricNameError(

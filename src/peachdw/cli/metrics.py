@@ -93,6 +93,8 @@ def metrics_add(ctx: click.Context, name: str) -> None:
             path, busy_timeout_ms=settings.database.busy_timeout_ms
         )
         stack.callback(conn.close)
+        # A bad name is refused as such, before the lock, even while a sync runs.
+        metrics.check_name(conn, name)
         if not options.dry_run:
             # A sync reads the metrics once, as it starts: none may run meanwhile.
             stack.enter_context(SyncLock(path, f"peachdw metrics add {name}"))
@@ -126,13 +128,23 @@ def metrics_add(ctx: click.Context, name: str) -> None:
             f"The API has sent {name} since {added.seen.first_seen_at} "
             f"({added.seen.occurrences:,} rows)."
         )
-    if held is not None:
+    if held is not None and added.seen is not None:
         first, last = held
         console.print(
             f"Hours stored before now hold 0 for {name}; to fill them, read them again:"
         )
+        # The same warehouse and API as this command, when they are not the defaults.
+        where = "".join(
+            f" {flag} {value}"
+            for flag, value in (
+                ("--db-path", options.db_path),
+                ("--api-url", options.api_url),
+                ("--config", options.config),
+            )
+            if value
+        )
         console.print(
-            f"  peachdw sync-historical --start-date {first.isoformat()} "
+            f"  peachdw{where} sync-historical --start-date {first.isoformat()} "
             f"--end-date {last.isoformat()}",
             soft_wrap=True,
         )
