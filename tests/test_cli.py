@@ -109,7 +109,43 @@ def test_bad_date_is_a_usage_error(tmp_path):
     run(["init"], tmp_path)
     result = run(["export", "--start-date", "2025-13-01"], tmp_path)
     assert result.returncode == 2
-    assert "use YYYY-MM-DD" in result.stderr
+    assert result.stderr.strip() == (
+        "Error: Invalid value for --start-date: '2025-13-01' is not a date; use "
+        "YYYY-MM-DD. See `peachdw export --help`."
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--bogus", "status"],
+            "No such option '--bogus'. Did you mean '--verbose'? See `peachdw --help`.",
+        ),
+        (
+            ["exprot"],
+            "No such command 'exprot'. Did you mean 'export'? See `peachdw --help`.",
+        ),
+        (
+            ["debug-campaign"],
+            "Missing argument 'CAMPAIGN_ID'. See `peachdw debug-campaign --help`.",
+        ),
+        (
+            ["hierarchy", "rules", "add"],
+            "Missing option '--pattern'. See `peachdw hierarchy rules add --help`.",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_naming_the_help(args, line):
+    result = CliRunner().invoke(cli, args, prog_name="peachdw")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {line}\n"
+
+
+def test_a_group_without_a_command_still_shows_its_help():
+    result = CliRunner().invoke(cli, ["hierarchy"])
+    assert "Commands:" in result.output
+    assert "Error" not in result.output
 
 
 def test_status_before_init_says_run_init(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.exceptions import NoArgsIsHelpError
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -92,9 +93,22 @@ def global_options(command: F) -> F:
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _fail_usage(ctx, exc)
+            raise  # pragma: no cover - _fail_usage exits
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            _fail_usage(ctx, exc)
         except PeachDWError as exc:
             _fail(ctx, str(exc), exc.exit_code)
         except sqlite3.Error as exc:
@@ -104,6 +118,15 @@ class _Group(click.Group):
                 "`peachdw init`.",
                 1,
             )
+
+
+def _fail_usage(ctx: click.Context, exc: click.UsageError) -> None:
+    # One line, like every other error: what was wrong, then where the help is.
+    where = exc.ctx.command_path if exc.ctx else ctx.command_path
+    message = exc.format_message().rstrip()
+    if not message.endswith((".", "?")):
+        message += "."
+    _fail(ctx, f"{message} See `{where} --help`.", exc.exit_code)
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> None:
