@@ -43,7 +43,7 @@ ZONE = ZoneInfo("UTC")
 
 def dense_dataset(campaigns: int) -> Dataset:
     """The sandbox's data with every campaign serving for the whole year."""
-    dataset = Dataset(seed=1, campaigns=campaigns, now=YEAR_END)
+    dataset = Dataset(seed=1, campaigns=campaigns, now=YEAR_END, min_sessions=1)
     for campaign in dataset.campaigns:
         campaign.update(
             created_at="2024-12-31T00:00:00Z", deleted_at=None, is_serving=True

@@ -235,15 +235,25 @@ class Dataset:
     `now=None` follows the wall clock; a datetime freezes the sandbox clock there (move
     it with `set_now`). Campaign timestamps are laid out over the year before the day
     the dataset was built, so they do not drift while a live sandbox runs.
+    `min_sessions` raises every active campaign-hour to at least that many sessions: 1
+    gives a dense year, with a row for every hour of every serving campaign; the
+    default, 0, leaves small campaigns' quiet hours out, as the API does.
     """
 
     def __init__(
-        self, seed: int = 42, campaigns: int = 230, now: datetime | None = None
+        self,
+        seed: int = 42,
+        campaigns: int = 230,
+        now: datetime | None = None,
+        min_sessions: int = 0,
     ) -> None:
         if campaigns < 0:
             raise ValueError(f"campaigns must be 0 or more, not {campaigns}")
+        if min_sessions < 0:
+            raise ValueError(f"min_sessions must be 0 or more, not {min_sessions}")
 
         self.seed = seed
+        self.min_sessions = min_sessions
         self._frozen: datetime | None = None
         self.set_now(now)
         today = self.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -460,6 +470,7 @@ class Dataset:
             p.media_rate,
         )
 
+        min_sessions = self.min_sessions
         hours: list[tuple[int, ...] | None] = []
         for hour in range(day * 24, day * 24 + 24):
             local_hour = hour + p.utc_offset
@@ -467,6 +478,8 @@ class Dataset:
             weekday = (local_hour // 24 + 3) % 7
             expected = p.peak * _DAILY[local_hour % 24] * _WEEKLY[weekday] * trend
             sessions = int(expected * (0.75 + 0.5 * uniform()) + uniform())
+            if sessions < min_sessions:
+                sessions = min_sessions
             if not sessions:
                 hours.append(None)
                 continue
