@@ -21,7 +21,7 @@ from referencing.jsonschema import DRAFT202012
 
 from peachdw.metrics import BUILTIN_METRICS, MAX_COUNT, REPORT_METRICS
 from peachdw.sandbox import Dataset, FaultPlan, SandboxServer, parse_faults
-from peachdw.sandbox.data import FORMULA_NAME
+from peachdw.sandbox.data import FORMULA_NAME, MATURITY_SECONDS
 from peachdw.sandbox.faults import FAULT_KINDS
 
 TOKEN = "sandbox-test-token-7f3a"
@@ -106,6 +106,26 @@ def test_a_smaller_dataset_is_a_prefix_of_a_larger_one(dataset: Dataset):
         for row in dataset.metrics(NOW_HOUR - 24, NOW_HOUR)
         if row["campaign_id"] <= 1010
     ]
+
+
+def test_min_sessions_fills_every_hour_of_a_serving_campaign(dataset: Dataset):
+    dense = Dataset(seed=42, now=NOW, min_sessions=1)
+    # Settled hours: the last few still receive late events and start from zero.
+    start, end = NOW_HOUR - 48, NOW_HOUR - MATURITY_SECONDS // 3600
+    sparse_rows = dataset.metrics(start, end)
+    dense_rows = dense.metrics(start, end)
+    serving = {
+        c["id"]: c
+        for c in dense.campaigns
+        if c["is_serving"] and not c["deleted_at"] and c["created_at"] < "2025-07-30"
+    }
+
+    hours = {(r["campaign_id"], r["unix_hour"]) for r in dense_rows}
+    assert all((cid, h) in hours for cid in serving for h in range(start, end))
+    # Without the floor, small campaigns have quiet hours, left out as the API does.
+    sparse = {(r["campaign_id"], r["unix_hour"]) for r in sparse_rows}
+    assert not all((cid, h) in sparse for cid in serving for h in range(start, end))
+    assert min(r["sessions"] for r in dense_rows) == 1
 
 
 def test_campaigns_look_like_a_real_account(dataset: Dataset):
