@@ -800,6 +800,8 @@ class _Fault:
     route: str | None
     retry_after: int | None
     message: str | None
+    #: Matching calls still to let through before the fault starts.
+    after: int = 0
 
     def matches(self, path: str, api_method: str | None) -> bool:
         if self.route is None:
@@ -1002,15 +1004,19 @@ class FakeSheets:
         route: str | None = None,
         retry_after: int | None = None,
         message: str | None = None,
+        after: int = 0,
     ) -> None:
         """Answer `status` to the next `times` matching calls, applying nothing.
 
         `route` is a discovery method id (``sheets.spreadsheets.batchUpdate``) or part of
         the path (``values:batchUpdate``, ``/token``); None matches every API call but
         none to the token endpoint. `retry_after` (seconds) goes in a Retry-After header.
+        `after` lets that many matching calls through first.
         """
         with self._lock:
-            self._faults.append(_Fault(status, times, route, retry_after, message))
+            self._faults.append(
+                _Fault(status, times, route, retry_after, message, after)
+            )
 
     def revoke_tokens(self) -> None:
         """Forget every access token issued, as when they expire early or are revoked."""
@@ -1160,6 +1166,9 @@ class FakeSheets:
             None,
         )
         if fault is None:
+            return
+        if fault.after:
+            fault.after -= 1
             return
         fault.times -= 1
         self._faults = [f for f in self._faults if f.times > 0]

@@ -276,6 +276,75 @@ def test_quota_that_stays_exhausted_fails_naming_the_tabs_and_keeps_the_old_repo
     assert "Tabs not written" in failed["error_message"]
 
 
+@pytest.mark.parametrize(
+    ("route", "after"),
+    [
+        pytest.param("sheets.spreadsheets.get", 0, id="reading-the-tabs"),
+        pytest.param("sheets.spreadsheets.batchUpdate", 0, id="adding-the-tabs"),
+        pytest.param("sheets.spreadsheets.batchUpdate", 1, id="swapping-them-in"),
+    ],
+)
+def test_quota_exhausted_at_any_step_names_every_tab_and_leaves_no_fresh_tab(
+    august, tmp_path, fake_google, monkeypatch, route, after
+):
+    monkeypatch.setattr(sheets.time, "sleep", lambda seconds: None)
+    key = fake_google.service_account_key(tmp_path / "key.json")
+    book = fake_google.add_spreadsheet("Monthly")
+    env = sheets_env(fake_google, key, spreadsheet_id=book, max_rate_limit_retries=1)
+    fake_google.fail(429, times=2, route=route, after=after)
+
+    result = invoke(august, tmp_path, FIRST_WEEK, env)
+
+    assert result.exit_code == 1
+    assert "Tabs not written: Summary, Daily, Hierarchy." in result.output
+    titles = [s["properties"]["title"] for s in fake_google.spreadsheet(book)["sheets"]]
+    assert titles == ["Sheet1"]
+    failed = (
+        connect(august)
+        .execute("SELECT status, error_message FROM export_history ORDER BY id DESC")
+        .fetchone()
+    )
+    assert failed["status"] == "failed"
+    assert "kept answering 429" in failed["error_message"]
+    assert "Tabs not written: Summary, Daily, Hierarchy." in failed["error_message"]
+
+
+def test_tabs_named_in_another_case_are_replaced(august, tmp_path, fake_google):
+    key = fake_google.service_account_key(tmp_path / "key.json")
+    book = fake_google.add_spreadsheet("Monthly", sheets=["summary", "Notes"])
+
+    result = invoke(
+        august, tmp_path, FIRST_WEEK, sheets_env(fake_google, key, spreadsheet_id=book)
+    )
+
+    assert result.exit_code == 0, result.output
+    titles = [s["properties"]["title"] for s in fake_google.spreadsheet(book)["sheets"]]
+    assert titles == ["Summary", "Daily", "Hierarchy", "Notes"]
+
+
+def test_a_failed_share_is_a_warning_once_the_report_is_written(
+    august, tmp_path, fake_google, caplog
+):
+    key = fake_google.service_account_key(tmp_path / "key.json")
+    book = fake_google.add_spreadsheet("Monthly")
+    env = sheets_env(
+        fake_google, key, spreadsheet_id=book, share_with="analyst@example.com"
+    )
+    fake_google.fail(404, route="permissions")
+
+    result = invoke(august, tmp_path, FIRST_WEEK, env)
+
+    assert result.exit_code == 0, result.output
+    assert "not shared with analyst@example.com" in caplog.text
+    assert fake_google.values(book, "Summary")[0][0] == "campaign_id"
+    done = (
+        connect(august)
+        .execute("SELECT status FROM export_history ORDER BY id DESC")
+        .fetchone()
+    )
+    assert done["status"] == "success"
+
+
 def test_too_many_cells_is_refused_before_sending_anything(
     august, tmp_path, fake_google, monkeypatch
 ):
@@ -383,6 +452,39 @@ def test_dry_run_names_tabs_rows_and_target_without_a_call(
     assert "Would write Summary 40 rows, Daily" in result.output
     assert "docs.google.com/spreadsheets/d/abc123" in result.output
     assert fake_google.calls == []
+    conn = connect(august)
+    assert conn.execute("SELECT count(*) FROM export_history").fetchone()[0] == 0
+
+
+def test_dry_run_without_credentials_shows_the_tabs_then_the_refusal(
+    august, tmp_path, fake_google
+):
+    args = [*FIRST_WEEK, "--spreadsheet-title", "Week one", "--dry-run"]
+    result = invoke(august, tmp_path, args)
+
+    assert result.exit_code == 2
+    assert (
+        "Would write Summary 40 rows, Daily 280 rows, Hierarchy 143 rows (2025-08-01 "
+        "to 2025-08-07, days in UTC) as sheets to a new spreadsheet titled 'Week one'."
+    ) in " ".join(result.output.split())
+    assert "No Google credentials" in result.output
+    assert fake_google.calls == []
+    conn = connect(august)
+    assert conn.execute("SELECT count(*) FROM export_history").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_dry_run_to_a_file_writes_nothing(august, tmp_path, fmt):
+    out = tmp_path / "out"
+    args = [*FIRST_WEEK, "--format", fmt, "--dry-run"]
+    result = invoke(august, out, args)
+
+    assert result.exit_code == 0, result.output
+    assert "Would write Summary 40 rows, Daily 280 rows, Hierarchy 143 rows" in (
+        " ".join(result.output.split())
+    )
+    assert f"as {fmt} to {out}" in " ".join(result.output.split())
+    assert not out.exists()
     conn = connect(august)
     assert conn.execute("SELECT count(*) FROM export_history").fetchone()[0] == 0
 

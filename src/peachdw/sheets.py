@@ -112,6 +112,13 @@ def load_credentials(path: Path | None, *, create: bool = False) -> Credentials:
     return Credentials(path, kind, info)
 
 
+def describe_target(spreadsheet_id: str | None, title: str) -> str:
+    """Where a Sheets export goes, as people and export_history read it."""
+    if spreadsheet_id:
+        return f"https://docs.google.com/spreadsheets/d/{spreadsheet_id}"
+    return f"a new spreadsheet titled {title!r}"
+
+
 class QuotaExhaustedError(ExportError):
     """Google kept answering 429 beyond what the settings allow to wait."""
 
@@ -179,9 +186,7 @@ class SheetsWriter:
 
     @property
     def target(self) -> str:
-        if self.spreadsheet_id:
-            return f"https://docs.google.com/spreadsheets/d/{self.spreadsheet_id}"
-        return f"a new spreadsheet titled {self.title!r}"
+        return describe_target(self.spreadsheet_id, self.title)
 
     # -- the export ------------------------------------------------------------------
 
@@ -194,13 +199,52 @@ class SheetsWriter:
                 "use --format xlsx."
             )
 
-        if self.create:
-            created = self._call(
-                "post", self._sheets_url(""), json={"properties": {"title": self.title}}
-            )
-            self.spreadsheet_id = created["spreadsheetId"]
-            log.info("Created spreadsheet %s", self.target)
+        fresh: dict[str, int] = {}
+        try:
+            if self.create:
+                created = self._call(
+                    "post",
+                    self._sheets_url(""),
+                    json={"properties": {"title": self.title}},
+                )
+                self.spreadsheet_id = created["spreadsheetId"]
+                log.info("Created spreadsheet %s", self.target)
+            existing, stale = self._existing(cells)
+            taken = {s["properties"]["sheetId"] for s in existing}
+            fresh = self._add_tabs(tabs, stale, taken)
+            for chunk in _chunks(tabs, fresh):
+                self._call(
+                    "post",
+                    self._sheets_url(f"/{self.spreadsheet_id}/values:batchUpdate"),
+                    json={"valueInputOption": "RAW", "data": chunk},
+                )
+            self._swap(tabs, fresh, existing, stale)
+        except ExportError as exc:
+            # Fresh tabs take the report's names only in the swap, its last request:
+            # until it succeeds, readers see the previous report and none of the new.
+            if fresh:
+                self._discard(fresh)
+            raise type(exc)(
+                f"{exc} Tabs not written: {', '.join(tab.name for tab in tabs)}. The "
+                "spreadsheet keeps its previous report; run the export again later."
+            ) from exc
 
+        for email in self.settings.share_with:
+            try:
+                self._share(email)
+            except ExportError as exc:
+                # The report is whole; only the invitation is missing.
+                message = (
+                    f"The report was written but not shared with {email}: {exc} "
+                    "Share the spreadsheet by hand, or run the export again."
+                )
+                self.warnings.append(message)
+                log.warning(message)
+
+    def _existing(
+        self, cells: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The spreadsheet's tabs and the leftovers of a failed run, checked for room."""
         existing = self._call(
             "get",
             self._sheets_url(f"/{self.spreadsheet_id}"),
@@ -221,29 +265,7 @@ class SheetsWriter:
                 f"{MAX_CELLS:,}. Remove tabs you do not need or write into another "
                 "spreadsheet."
             )
-
-        taken = {s["properties"]["sheetId"] for s in existing}
-        fresh = self._add_tabs(tabs, stale, taken)
-        written: list[str] = []
-        try:
-            for chunk, finished in _chunks(tabs, fresh):
-                self._call(
-                    "post",
-                    self._sheets_url(f"/{self.spreadsheet_id}/values:batchUpdate"),
-                    json={"valueInputOption": "RAW", "data": chunk},
-                )
-                written.extend(finished)
-        except ExportError as exc:
-            missing = [tab.name for tab in tabs if tab.name not in written]
-            self._discard(fresh)
-            raise type(exc)(
-                f"{exc} Tabs not written: {', '.join(missing)}. The spreadsheet keeps "
-                "its previous report; run the export again later."
-            ) from exc
-
-        self._swap(tabs, fresh, existing, stale)
-        for email in self.settings.share_with:
-            self._share(email)
+        return existing, stale
 
     def _add_tabs(
         self, tabs: list[Tab], stale: list[dict[str, Any]], taken: set[int]
@@ -273,12 +295,13 @@ class SheetsWriter:
         stale: list[dict[str, Any]],
     ) -> None:
         """Replace the previous report's tabs by the fresh ones in one request."""
-        names = {tab.name for tab in tabs}
+        # Sheets compares tab titles without regard to case.
+        names = {tab.name.casefold() for tab in tabs}
         stale_ids = {props["sheetId"] for props in stale}
         requests: list[dict[str, Any]] = []
         for sheet in existing:
             props = sheet["properties"]
-            replaced = props["title"] in names
+            replaced = props["title"].casefold() in names
             # A new spreadsheet's empty first tab goes too.
             placeholder = self.create and len(existing) == 1
             if props["sheetId"] not in stale_ids and (replaced or placeholder):
@@ -566,15 +589,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _chunks(
-    tabs: list[Tab], fresh: dict[str, int]
-) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
-    """The values of every tab in value ranges of under CHUNK_BYTES per call.
-
-    Yields (value ranges, names of the tabs completed by this chunk).
-    """
+def _chunks(tabs: list[Tab], fresh: dict[str, int]) -> Iterator[list[dict[str, Any]]]:
+    """The values of every tab in value ranges of under CHUNK_BYTES per call."""
     chunk: list[dict[str, Any]] = []
-    finished: list[str] = []
     size = 0
     for tab in tabs:
         title = tab.name + WRITING_SUFFIX
@@ -587,11 +604,10 @@ def _chunks(
             if size + row_bytes > CHUNK_BYTES and (block or chunk):
                 if block:
                     chunk.append({"range": _a1(title, first_row), "values": block})
-                yield chunk, finished
-                chunk, finished, block, size, first_row = [], [], [], 0, number
+                yield chunk
+                chunk, block, size, first_row = [], [], 0, number
             block.append(cells)
             size += row_bytes
         chunk.append({"range": _a1(title, first_row), "values": block})
-        finished.append(tab.name)
     if chunk:
-        yield chunk, finished
+        yield chunk

@@ -185,26 +185,40 @@ def run_export(
             held[1],
         )
 
+    # With the report on standard output, everything else goes to stderr.
+    say = Console(stderr=True, highlight=False) if output == Path("-") else console
+    days = f"{period.first} to {period.last}, days in {zone.key}"
+    title = spreadsheet_title or f"Peach AI campaigns {period.first} to {period.last}"
     try:
         writer = make_writer(
-            settings, fmt, names, period, output, spreadsheet_id, spreadsheet_title
+            settings,
+            fmt,
+            names,
+            period,
+            output,
+            spreadsheet_id,
+            title,
+            create=spreadsheet_title is not None,
         )
     except PeachDWError as exc:
         if not dry_run:
             record_refusal(conn, period, fmt=fmt, tabs=names, error=str(exc))
+        elif fmt == "sheets":
+            # Show what would be written, then why it would be refused.
+            from peachdw.sheets import describe_target
+
+            target = describe_target(
+                None
+                if spreadsheet_title
+                else spreadsheet_id or settings.sheets.spreadsheet_id,
+                title,
+            )
+            _say_dry_run(say, conn, period, names, f"{fmt} to {target}", days)
         conn.close()
         raise
-    # With the report on standard output, everything else goes to stderr.
-    say = Console(stderr=True, highlight=False) if output == Path("-") else console
-    days = f"{period.first} to {period.last}, days in {zone.key}"
     if dry_run:
-        built = build_tabs(conn, period, names)
+        _say_dry_run(say, conn, period, names, f"{fmt} to {writer.target}", days)
         conn.close()
-        counts = ", ".join(f"{tab.name} {len(tab.rows):,} rows" for tab in built)
-        say.print(
-            f"Would write {counts} ({days}) as {fmt} to {writer.target}.",
-            soft_wrap=True,
-        )
         return None
 
     result = export_report(conn, period, writer, fmt=fmt, tabs=names)
@@ -227,6 +241,19 @@ def _tab_names(tabs: tuple[str, ...], daily: bool) -> tuple[str, ...]:
     return tuple(name for name in TAB_NAMES if not asked or name.lower() in asked)
 
 
+def _say_dry_run(
+    say: Console,
+    conn: Any,
+    period: ReportPeriod,
+    names: tuple[str, ...],
+    where: str,
+    days: str,
+) -> None:
+    built = build_tabs(conn, period, names)
+    counts = ", ".join(f"{tab.name} {len(tab.rows):,} rows" for tab in built)
+    say.print(f"Would write {counts} ({days}) as {where}.", soft_wrap=True)
+
+
 def make_writer(
     settings: Settings,
     fmt: str,
@@ -234,7 +261,8 @@ def make_writer(
     period: ReportPeriod,
     output: Path | None,
     spreadsheet_id: str | None,
-    spreadsheet_title: str | None,
+    title: str,
+    create: bool,
 ) -> Writer:
     directory = settings.export.directory
     if fmt == "csv":
@@ -254,7 +282,6 @@ def make_writer(
     return SheetsWriter.from_settings(
         settings.sheets,
         spreadsheet_id=spreadsheet_id,
-        title=spreadsheet_title
-        or f"Peach AI campaigns {period.first} to {period.last}",
-        create=spreadsheet_title is not None,
+        title=title,
+        create=create,
     )
