@@ -250,6 +250,26 @@ def test_failed_export_leaves_no_file_and_records_the_failure(filled, tmp_path):
     assert blocker.read_text() == "x"
 
 
+def test_an_unwritable_folder_is_named_by_the_file_asked_for(
+    filled, tmp_path, monkeypatch
+):
+    import peachdw.export as export
+
+    def refuse(dir, prefix, suffix):
+        # What mkstemp raises in a folder the user may not write to.
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1y2{suffix}")
+
+    monkeypatch.setattr(export.tempfile, "mkstemp", refuse)
+    period = ReportPeriod(date(2025, 8, 1), date(2025, 8, 1), UTC)
+    target = tmp_path / "report.xlsx"
+    with pytest.raises(ExportError) as raised:
+        export_report(filled, period, XlsxWriter(target), fmt="xlsx")
+    assert str(raised.value) == (
+        f"Cannot write the export to {target}: Permission denied. Choose another "
+        "--output, or make its folder writable."
+    )
+
+
 def test_a_failed_tab_replaces_no_csv_file(filled, tmp_path, monkeypatch):
     old = tmp_path / "r_summary.csv"
     old.write_text("previous report")
@@ -328,10 +348,19 @@ def test_excel_export_completes_with_a_control_character_and_an_overlong_name(
             "UPDATE campaigns SET name = ? WHERE id = 1", ("bell\x07" + "n" * 40_000,)
         )
         filled.execute("UPDATE campaigns SET name = 'tab\x0bname' WHERE id = 3")
+        # The same overlong name on another campaign is cut and named too.
+        filled.execute(
+            "UPDATE campaigns SET name = ? WHERE id = 2", ("bell\x07" + "n" * 40_000,)
+        )
     period = ReportPeriod(date(2025, 8, 1), date(2025, 8, 1), UTC)
     path = tmp_path / "report.xlsx"
     result = export_report(filled, period, XlsxWriter(path), fmt="xlsx")
-    assert any("campaign 1" in warning for warning in result.warnings)
+    cut = f"is longer than Excel's {EXCEL_CELL_UNITS:,} characters and was cut."
+    assert sorted(result.warnings) == sorted(
+        f"{tab}: campaign_name of campaign {cid} {cut}"
+        for tab in ("Summary", "Daily")
+        for cid in (1, 2)
+    )
     summary = openpyxl.load_workbook(path)["Summary"]
     names = {row[0]: row[1] for row in summary.iter_rows(min_row=2, values_only=True)}
     assert names[1] == ("bell" + "n" * 40_000)[:EXCEL_CELL_UNITS]
@@ -350,3 +379,103 @@ def test_a_failed_excel_export_keeps_the_previous_file(filled, tmp_path, monkeyp
         export_report(filled, period, writer, fmt="xlsx")
     assert path.read_bytes() == b"previous workbook"
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
+
+
+def test_export_month_workbook_agrees_with_itself_and_the_database(
+    warehouse, db_path, tmp_path
+):
+    """The month of the autumn clock change in Berlin, through the command line, read
+    back with openpyxl: every tab agrees with the others and with the stored hours."""
+    from click.testing import CliRunner
+
+    from peachdw.cli import cli
+    from peachdw.sandbox import Dataset
+
+    berlin = ZoneInfo("Europe/Berlin")
+    start = int(datetime(2025, 10, 1, tzinfo=berlin).timestamp()) // 3600
+    end = int(datetime(2025, 11, 1, tzinfo=berlin).timestamp()) // 3600
+    assert end - start == 31 * 24 + 1  # October has a 25-hour day there
+    dataset = Dataset(seed=11, campaigns=30, now=datetime(2025, 11, 3, tzinfo=UTC))
+    with transaction(warehouse):
+        for campaign in dataset.campaigns:
+            warehouse.execute(
+                "INSERT INTO campaigns (id, name, is_serving) VALUES (?, ?, 1)",
+                (campaign["id"], campaign["name"]),
+            )
+        # A day either side, so the edges of the month are cut where Berlin cuts them.
+        rows = dataset.metrics(start - 24, end + 24)
+        warehouse.executemany(
+            f"INSERT INTO hourly_data (campaign_id, unix_hour, "
+            f"{', '.join(BUILTIN_METRICS)}) VALUES (?, ?, "
+            f"{', '.join('?' for _ in BUILTIN_METRICS)})",
+            [
+                (r["campaign_id"], r["unix_hour"], *map(r.get, BUILTIN_METRICS))
+                for r in rows
+            ],
+        )
+        rules.map_campaigns(warehouse)
+    stored = {}
+    for r in rows:
+        if start <= r["unix_hour"] < end:
+            totals = stored.setdefault(r["campaign_id"], [0] * len(BUILTIN_METRICS))
+            for i, name in enumerate(BUILTIN_METRICS):
+                totals[i] += r[name]
+
+    path = tmp_path / "october.xlsx"
+    result = CliRunner().invoke(
+        cli,
+        ["export-month", "--month", "October", "--year", "2025", "--output", str(path)],
+        env={
+            "PEACHDW_DATABASE_PATH": str(db_path),
+            "PEACHDW_REPORTING_TIMEZONE": "Europe/Berlin",
+            "TZ": "Pacific/Kiritimati",
+        },
+    )
+    assert result.exit_code == 0, result.output
+
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["Summary", "Daily", "Hierarchy"]
+
+    def records(name):
+        rows = list(book[name].iter_rows(values_only=True))
+        return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+    summary, daily, hierarchy = (records(n) for n in book.sheetnames)
+    # Summary: one row per campaign, each total the sum of its stored hours.
+    assert len(summary) == 30
+    zeros = [0] * len(BUILTIN_METRICS)
+    assert {
+        row["campaign_id"]: [row[m] for m in BUILTIN_METRICS] for row in summary
+    } == {
+        campaign["id"]: stored.get(campaign["id"], zeros)
+        for campaign in dataset.campaigns
+    }
+    # Daily: every day of October in Berlin, nothing outside, and sums equal Summary.
+    days = {row["date"].date() for row in daily}
+    assert min(days) == date(2025, 10, 1) and max(days) == date(2025, 10, 31)
+    by_campaign = {}
+    for row in daily:
+        sums = by_campaign.setdefault(row["campaign_id"], [0] * len(BUILTIN_METRICS))
+        for i, name in enumerate(BUILTIN_METRICS):
+            sums[i] += row[name]
+    assert by_campaign == {cid: v for cid, v in stored.items() if any(v)}
+    # Hierarchy: the total equals the sum of Summary; each level sums to the one above.
+    grand = [sum(row[m] for row in summary) for m in BUILTIN_METRICS]
+    total = next(row for row in hierarchy if row["level"] == "Total")
+    assert [total[m] for m in BUILTIN_METRICS] == grand
+    assert total["campaigns"] == 30
+    levels = ["Network", "Domain", "Placement", "Targeting", "Special"]
+    tiers = ["network", "domain", "placement", "targeting", "special"]
+    assert all(any(r["level"] == level for r in hierarchy) for level in levels)
+    for depth in range(1, len(levels)):
+        for parent in (r for r in hierarchy if r["level"] == levels[depth - 1]):
+            key = [parent[t] for t in tiers[:depth]]
+            children = [
+                r
+                for r in hierarchy
+                if r["level"] == levels[depth] and [r[t] for t in tiers[:depth]] == key
+            ]
+            for m in (*BUILTIN_METRICS, "campaigns"):
+                assert sum(r[m] for r in children) == parent[m], (key, m)
+    networks = [r for r in hierarchy if r["level"] == "Network"]
+    assert [sum(r[m] for r in networks) for m in BUILTIN_METRICS] == grand

@@ -75,7 +75,7 @@ def export_report(
         where = getattr(exc, "filename", None) or writer.target
         message = (
             f"Cannot write the export to {where}: {reason}. "
-            "Choose another --output or free the folder."
+            "Choose another --output, or make its folder writable."
         )
         _close_history(conn, export_id, writer.target, "failed", {}, started, message)
         raise ExportError(message) from exc
@@ -188,19 +188,32 @@ def replaced(path: Path) -> Iterator[Path]:
             raise NotADirectoryError(
                 errno.ENOTDIR, "it is a file, not a folder", str(parent)
             )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
+    temporary = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+        )
+        os.close(handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         yield Path(temporary)
         os.replace(temporary, target)
+    except OSError as exc:
+        if temporary:
+            Path(temporary).unlink(missing_ok=True)
+        # The temporary file is ours, not the user's: name the file they asked for.
+        ours = (Path(name) for name in (exc.filename, exc.filename2) if name)
+        if any(
+            n.parent == target.parent and n.name.startswith(f".{target.name}.")
+            for n in ours
+        ):
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary:
+            Path(temporary).unlink(missing_ok=True)
         raise
 
 

@@ -110,8 +110,10 @@ class XlsxWriter:
             tab.header.index("campaign_id") if "campaign_id" in tab.header else None
         )
         records = []
-        # Names and tiers repeat on every day of a campaign: clean each text once.
+        # Names and tiers repeat on every day of a campaign: clean each text once,
+        # and say once per campaign and column that a text was cut.
         fitted: dict[str, tuple[str, bool]] = {}
+        warned: set[tuple[int, Any]] = set()
         for row in tab.rows:
             cells = list(row)
             for column in texts:
@@ -120,9 +122,13 @@ class XlsxWriter:
                     continue
                 if value not in fitted:
                     fitted[value] = fit_text(str(value))
-                    if fitted[value][1]:
+                text, cut = fitted[value]
+                if cut:
+                    who = row[campaign] if campaign is not None else value
+                    if (column, who) not in warned:
+                        warned.add((column, who))
                         self._warn(tab, column, row, campaign)
-                cells[column] = fitted[value][0]
+                cells[column] = text
             for column in days:
                 day = cells[column]
                 cells[column] = datetime(day.year, day.month, day.day)
