@@ -510,6 +510,17 @@ def test_export_into_a_pipe_closed_early_is_quiet(synced):
     assert result.returncode == 0, result.stderr
     assert "Broken pipe" not in result.stderr
     assert "Error" not in result.stderr
+    # Nothing claims the tab was written whole, here or in the history.
+    assert "Wrote" not in result.stderr
+    assert (
+        "Stopped early: The reader closed standard output before the end of Daily"
+        in (result.stderr)
+    )
+    conn = sqlite3.connect(synced / "data" / "datawarehouse.db")
+    note = conn.execute(
+        "SELECT error_message FROM export_history ORDER BY id DESC"
+    ).fetchone()[0]
+    assert note == "The reader closed standard output before the end of Daily."
 
 
 def test_backfill_of_an_unknown_campaign_fails_clearly(tmp_path):

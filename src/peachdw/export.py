@@ -52,6 +52,8 @@ class ExportResult:
     export_id: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    #: Why the report ended short by the reader's choice (a pipe closed by head).
+    note: str | None = None
 
 
 def export_report(
@@ -85,7 +87,8 @@ def export_report(
         _close_history(conn, export_id, writer.target, "failed", {}, started, reason)
         raise
 
-    _close_history(conn, export_id, writer.target, "success", tab_rows, started, None)
+    note = getattr(writer, "note", None)
+    _close_history(conn, export_id, writer.target, "success", tab_rows, started, note)
     log.debug("Exported %s to %s", tab_rows, writer.target)
     return ExportResult(
         writer.target,
@@ -93,6 +96,7 @@ def export_report(
         export_id,
         time.monotonic() - started,
         list(getattr(writer, "warnings", [])),
+        note,
     )
 
 
@@ -258,11 +262,17 @@ class CsvWriter:
         self.target = ", ".join(
             "stdout" if path is None else str(path) for path in self.paths.values()
         )
+        #: Set when the export ended short of the whole report by the reader's choice.
+        self.note: str | None = None
 
     def write(self, tabs: list[Tab]) -> None:
         by_name = {tab.name: tab for tab in tabs}
         if None in self.paths.values():
-            _write_stdout(by_name[next(iter(self.paths))])
+            name = next(iter(self.paths))
+            if not _write_stdout(by_name[name]):
+                self.note = (
+                    f"The reader closed standard output before the end of {name}."
+                )
             return
         # Every file is complete before any replaces its target.
         with ExitStack() as stack:
@@ -281,13 +291,16 @@ def _write_file(path: Path, tab: Tab, encoding: str = "utf-8-sig") -> None:
         _write_rows(stream, tab)
 
 
-def _write_stdout(tab: Tab) -> None:
+def _write_stdout(tab: Tab) -> bool:
+    """Write `tab` to standard output; False if the reader closed it first."""
     try:
         _write_rows(sys.stdout, tab)
     except BrokenPipeError:
         # The reader (head, less) stopped early: that is its choice, not a failure.
         # Python would report the closed pipe again at exit; point stdout elsewhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+    return True
 
 
 def _csv_cell(value: Any) -> Any:

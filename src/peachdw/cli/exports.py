@@ -223,6 +223,9 @@ def run_export(
 
     result = export_report(conn, period, writer, fmt=fmt, tabs=names)
     conn.close()
+    if result.note:
+        say.print(f"Stopped early: {result.note} (export {result.export_id})")
+        return result
     counts = ", ".join(
         f"{name} {rows:,} rows" for name, rows in result.tab_rows.items()
     )
