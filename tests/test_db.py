@@ -362,3 +362,33 @@ def test_version_5_file_with_hours_upgrades_to_an_unbuilt_rollup(db_path, monkey
     assert rollup.read_days(conn, berlin) is not None
     assert sessions_and_messages(berlin) == expected
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "remedy"),
+    [
+        pytest.param(
+            sqlite3.OperationalError("attempt to write a readonly database"),
+            "peachdw needs write access to the file and its folder, even to read",
+            id="no-write-access",
+        ),
+        pytest.param(
+            sqlite3.DatabaseError("file is not a database"),
+            "Check that it is a peachdw SQLite file",
+            id="not-a-database",
+        ),
+    ],
+)
+def test_an_unopenable_file_is_explained_by_its_cause(
+    tmp_path, monkeypatch, failure, remedy
+):
+    def refuse(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(db.sqlite3, "connect", refuse)
+    with pytest.raises(StorageError) as raised:
+        db.connect(tmp_path / "w.db")
+    assert str(raised.value).startswith(
+        f"Cannot open the database {tmp_path / 'w.db'}: "
+    )
+    assert remedy in str(raised.value)

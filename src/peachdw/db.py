@@ -66,10 +66,18 @@ def connect(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
         # writes into the middle of its key touch pages all over the table.
         conn.execute("PRAGMA cache_size = -32768")
     except sqlite3.DatabaseError as exc:
-        raise StorageError(
-            f"Cannot open the database {path}: {exc}. "
-            "Check that it is a peachdw SQLite file, or choose another --db-path."
-        ) from exc
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            # WAL readers write the -wal and -shm files beside the database
+            # (https://sqlite.org/wal.html#readonly).
+            remedy = (
+                "peachdw needs write access to the file and its folder, even to read; "
+                "run it as the user that owns them, or choose another --db-path."
+            )
+        else:
+            remedy = (
+                "Check that it is a peachdw SQLite file, or choose another --db-path."
+            )
+        raise StorageError(f"Cannot open the database {path}: {exc}. {remedy}") from exc
     return conn
 
 
