@@ -656,6 +656,11 @@ def main() -> int:
                 "campaign_sync_s": campaigns_s,
                 "scale_point": scale,
                 **reads,
+                # The printed table, row by row: met is null where there is no goal.
+                "table": [
+                    {"figure": name.strip(), "result": value, "goal": goal, "met": met}
+                    for name, value, goal, met in figures
+                ],
             },
             indent=2,
         )
