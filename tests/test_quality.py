@@ -4,6 +4,8 @@ status --detailed / --check and sync --heal, against a sandbox told to misbehave
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -147,6 +149,35 @@ def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
     assert healed.exit_code == 0
     assert "Nothing to heal" in healed.output
     assert check.exit_code == 0
+
+
+def test_check_names_a_sync_marked_running_whose_process_is_gone(tmp_path):
+    # A process that has exited: its pid is free, as after a kill -9.
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(gone.stdout)
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    with SandboxServer(Dataset(seed=8, campaigns=10, now=now), TOKEN) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        conn = connect(tmp_path / "warehouse.db")
+        with transaction(conn):
+            sync_id = conn.execute(
+                "INSERT INTO sync_history (sync_type, status, started_at, pid) "
+                "VALUES ('incremental', 'running', 'now', ?)",
+                (dead_pid,),
+            ).lastrowid
+        conn.close()
+        check = peachdw(tmp_path, server, "status", "--check")
+    assert check.exit_code == 1
+    assert check.output.splitlines() == [
+        f"PROBLEM: The last sync ({sync_id}) is marked running but its process "
+        f"{dead_pid} is gone: it was killed or crashed; the next sync marks it "
+        "interrupted and resumes."
+    ]
 
 
 def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):

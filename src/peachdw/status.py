@@ -12,7 +12,7 @@ from peachdw import metrics, quality
 from peachdw.db import utc_now
 from peachdw.hours import days_to_hours, hour_text
 from peachdw.rules import FALLBACK, TIERS
-from peachdw.sync import LEDGER_COUNTERS
+from peachdw.sync import LEDGER_COUNTERS, process_alive
 
 #: Mappings below this confidence are listed as needing a look.
 LOW_CONFIDENCE = 0.8
@@ -91,18 +91,27 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
 def check_problems(
     conn: sqlite3.Connection, *, max_lag_hours: int, now_hour: int
 ) -> list[str]:
-    """One sentence per reason to alert: stale data, or a last sync that did not succeed.
+    """One sentence per reason to alert: stale data, or a last sync that did not succeed
+    (including one marked running whose process is gone).
 
     Freshness is the end of the newest finished window of any sync, so a campaign with no
     traffic does not look stale.
     """
     problems = []
     latest = conn.execute(
-        "SELECT id, status, error_message FROM sync_history ORDER BY id DESC LIMIT 1"
+        "SELECT id, status, pid, error_message FROM sync_history "
+        "ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if latest is None:
         return ["No sync has run yet: run `peachdw sync`."]
-    if latest["status"] not in ("success", "running"):
+    if latest["status"] == "running" and not process_alive(latest["pid"]):
+        # Killed with -9 or crashed: nothing closed its row, and it never will.
+        problems.append(
+            f"The last sync ({latest['id']}) is marked running but its process "
+            f"{latest['pid']} is gone: it was killed or crashed; the next sync marks it "
+            "interrupted and resumes."
+        )
+    elif latest["status"] not in ("success", "running"):
         problems.append(
             f"The last sync ({latest['id']}) ended {latest['status']}: "
             f"{latest['error_message'] or 'no reason recorded'}"
