@@ -36,11 +36,12 @@ def world(tmp_path):
         yield dataset, server, tmp_path
 
 
-def peachdw(folder, server, *args):
+def peachdw(folder, server, *args, env=None):
     env = {
         "PEACHAI_API_TOKEN": TOKEN,
         "PEACHDW_API_BASE_URL": server.url,
         "PEACHDW_DATABASE_PATH": str(folder / "warehouse.db"),
+        **(env or {}),
     }
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
@@ -178,6 +179,61 @@ def test_check_names_a_sync_marked_running_whose_process_is_gone(tmp_path):
         f"{dead_pid} is gone: it was killed or crashed; the next sync marks it "
         "interrupted and resumes."
     ]
+
+
+def test_heal_reads_the_hours_completeness_counts_in_a_local_zone(tmp_path):
+    zone = ZoneInfo("America/Los_Angeles")
+    local = {"PEACHDW_REPORTING_TIMEZONE": zone.key}
+    today = datetime.fromtimestamp(current_hour() * 3600, zone).date()
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    with SandboxServer(Dataset(seed=8, campaigns=10, now=now), TOKEN) as server:
+        # The first local day the status checks, and yesterday, are left unread: each
+        # has hours outside the reconciled UTC days, whatever the hour of the test.
+        for first, last in ((9, 8), (6, 2)):
+            loaded = peachdw(
+                tmp_path,
+                server,
+                "sync-historical",
+                "--start-date",
+                (today - timedelta(days=first)).isoformat(),
+                "--end-date",
+                (today - timedelta(days=last)).isoformat(),
+                env=local,
+            )
+            assert loaded.exit_code == 0, loaded.output
+        before = json.loads(
+            peachdw(
+                tmp_path, server, "status", "--detailed", "--json", env=local
+            ).output
+        )["completeness"]
+        one_campaign = before["gaps"][0]["campaign_id"]
+        unread = {
+            gap["day"]: gap["missing_hours"]
+            for gap in before["gaps"]
+            if gap["campaign_id"] == one_campaign
+        }
+        edges = (today - timedelta(days=7), today - timedelta(days=1))
+        assert unread == {
+            day.isoformat(): len(range(*days_to_hours(day, day, zone))) for day in edges
+        }
+
+        healed = peachdw(tmp_path, server, "sync", "--heal", env=local)
+        assert healed.exit_code == 0, healed.output
+        after = json.loads(
+            peachdw(
+                tmp_path, server, "status", "--detailed", "--json", env=local
+            ).output
+        )["completeness"]
+
+    assert after["campaign_hours_missing"] == 0
+    assert after["gaps"] == []
+    conn = connect(tmp_path / "warehouse.db")
+    read = conn.execute(
+        "SELECT sum(end_hour - start_hour) FROM sync_windows WHERE sync_id = "
+        "(SELECT max(id) FROM sync_history WHERE sync_type = 'heal')"
+    ).fetchone()[0]
+    conn.close()
+    assert read == sum(unread.values())  # those hours, and no others
 
 
 def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -159,12 +158,6 @@ def campaigns_to_check(
 CONFIDENCE_BUCKETS = ((0.9, "0.9 to 1.0"), (0.8, "0.8 to 0.9"), (0.5, "0.5 to 0.8"))
 
 
-def quality_days(now_hour: int, days: int, zone: ZoneInfo) -> tuple[date, date]:
-    """The last `days` whole days in `zone` before the day in progress."""
-    today = datetime.fromtimestamp(now_hour * 3600, zone).date()
-    return today - timedelta(days=max(days, 1)), today - timedelta(days=1)
-
-
 def collect_detailed(
     conn: sqlite3.Connection,
     *,
@@ -176,7 +169,7 @@ def collect_detailed(
     plausibility: list[str],
 ) -> dict[str, Any]:
     """Everything `status --detailed` shows, as plain data (its --json document)."""
-    first, last = quality_days(now_hour, days, zone)
+    first, last = quality.quality_days(now_hour, days, zone)
     start, end = days_to_hours(first, last, zone)
 
     synced_to = conn.execute(

@@ -26,7 +26,14 @@ from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
 from peachdw.hours import current_hour, days_to_hours, span_text
-from peachdw.quality import coverage_start, reconcile, report_days, store_reports
+from peachdw.quality import (
+    coverage_start,
+    quality_days,
+    reconcile,
+    report_days,
+    store_reports,
+    unread_hours,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,27 +197,22 @@ def _loopback(url: str) -> bool:
 def plan_heal(
     conn: sqlite3.Connection, options: SyncOptions, now_hour: int
 ) -> SyncPlan:
-    """Windows over only the hours that need reading again, in the reconciled days:
-    UTC days whose sums differ from the API's reports, and hours no finished window
-    covered. The reports of those days are read again after them.
+    """Windows over only the hours that need reading again: the UTC days of the reconciled
+    days whose sums differ from the API's reports, and the hours that completeness (over
+    the same number of days, cut in reporting.timezone) counts as never read. The reports
+    of the reconciled days among them are read again after them.
     """
     days = report_days(now_hour, options.reconcile_days)
-    if days is None:
+    if days is None or coverage_start(conn) is None:
         return SyncPlan("heal", now_hour, now_hour, ())
-    begins = coverage_start(conn)
-    if begins is None:
-        return SyncPlan("heal", now_hour, now_hour, ())
-    start, end = days_to_hours(*days)
-    start, end = max(start, begins), min(end, now_hour)
 
     found = reconcile(conn, *days, tolerance=options.tolerance)
     differing = {date.fromisoformat(difference.day) for difference in found.differences}
     spans = [days_to_hours(day, day) for day in differing]
-    cursor = start
-    for covered_start, covered_end in [*_done_spans(conn, None), [end, end]]:
-        if cursor < min(covered_start, end):
-            spans.append((cursor, min(covered_start, end)))
-        cursor = max(cursor, covered_end)
+    local_first, local_last = quality_days(
+        now_hour, options.reconcile_days, options.zone
+    )
+    spans += unread_hours(conn, local_first, local_last, options.zone, now_hour)
 
     merged: list[list[int]] = []
     for lo, hi in sorted(spans):
@@ -219,21 +221,48 @@ def plan_heal(
         else:
             merged.append([lo, hi])
     if not merged:
-        return SyncPlan("heal", start, end, ())
+        return SyncPlan("heal", now_hour, now_hour, ())
     windows = tuple(
         window
         for lo, hi in merged
         for window in window_bounds(lo, hi, options.window_hours)
     )
-    first_day = _UNIX_EPOCH + timedelta(hours=merged[0][0])
-    last_day = _UNIX_EPOCH + timedelta(hours=merged[-1][1] - 1)
     return SyncPlan(
         "heal",
         merged[0][0],
         merged[-1][1],
         windows,
-        report_days=(first_day.date(), last_day.date()),
+        report_days=_whole_days(conn, days, [(lo, hi) for lo, hi in merged]),
     )
+
+
+def _whole_days(
+    conn: sqlite3.Connection,
+    days: tuple[date, date],
+    reading: list[tuple[int, int]],
+) -> tuple[date, date] | None:
+    """The UTC days, among `days`, that the spans `reading` reach and that every hour of
+    is read once they are: the first and last day whose report can be compared.
+
+    A report of a day read in part (a local day's edge, a date range cut in another zone)
+    would show the hours never read as differences.
+    """
+    spans = sorted([*(tuple(span) for span in _done_spans(conn, None)), *reading])
+    covered: list[list[int]] = []
+    for lo, hi in spans:
+        if covered and lo <= covered[-1][1]:
+            covered[-1][1] = max(covered[-1][1], hi)
+        else:
+            covered.append([lo, hi])
+    whole = []
+    for lo, hi in reading:
+        day = max(days[0], (_UNIX_EPOCH + timedelta(hours=lo)).date())
+        last = min(days[1], (_UNIX_EPOCH + timedelta(hours=hi - 1)).date())
+        while day <= last:
+            if _covers(covered, days_to_hours(day, day)):
+                whole.append(day)
+            day += timedelta(days=1)
+    return (min(whole), max(whole)) if whole else None
 
 
 def _done_spans(conn: sqlite3.Connection, campaign_id: int | None) -> list[list[int]]:

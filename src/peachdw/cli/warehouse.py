@@ -91,7 +91,7 @@ def init(ctx: click.Context) -> None:
 @click.option(
     "--heal",
     is_flag=True,
-    help="Re-read only the hours of the reconciled days that were never read or whose "
+    help="Re-read only the hours that status counts as never read and the UTC days whose "
     "sums differ from the API's reports, and say what that fixed.",
 )
 @click.pass_context
@@ -275,8 +275,8 @@ def _plan_heal(
     )
     if not plan.windows:
         console.print(
-            "Nothing to heal: every hour of the reconciled days was read and their sums "
-            "agree with the API's reports."
+            "Nothing to heal: every hour of the days status checks was read and their "
+            "sums agree with the API's reports."
         )
         return None, before
     console.print(
