@@ -236,6 +236,43 @@ def test_heal_reads_the_hours_completeness_counts_in_a_local_zone(tmp_path):
     assert read == sum(unread.values())  # those hours, and no others
 
 
+def test_historical_load_keeps_reports_so_check_names_the_differences(tmp_path):
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    dataset = Dataset(seed=8, campaigns=20, now=now)
+    quirks = Quirks(skew_report=0.05, seed=3)
+    first, last = quality.report_days(current_hour(), 7)
+    with SandboxServer(dataset, TOKEN, quirks=quirks) as server:
+        loaded = peachdw(
+            tmp_path,
+            server,
+            "sync-historical",
+            "--start-date",
+            first.isoformat(),
+            "--end-date",
+            last.isoformat(),
+        )
+        assert loaded.exit_code == 0, loaded.output
+        check = peachdw(tmp_path, server, "status", "--check", "--json")
+
+    start, end = days_to_hours(first, last)
+    skewed = quirks.changes(dataset, start, end).skewed
+    assert len(skewed) >= 3  # the quirk did bite in the days loaded
+    assert check.exit_code == 1
+    problems = json.loads(check.output)["problems"]
+    # One line per skewed campaign, day and metric, with the skew as the difference.
+    assert sorted(p.split(" is ")[0] for p in problems) == sorted(
+        f"Campaign {campaign_id} on {day}: {metric}"
+        for campaign_id, day, metric in skewed
+    )
+    for (campaign_id, day, metric), amount in skewed.items():
+        (line,) = [
+            p
+            for p in problems
+            if p.startswith(f"Campaign {campaign_id} on {day}: {metric} ")
+        ]
+        assert f"({amount:+,})" in line
+
+
 def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):
     now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
     dataset = Dataset(seed=8, campaigns=20, now=now)

@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -67,6 +67,8 @@ HOLD_ENV = "PEACHDW_TEST_HOLD"
 HOLD_FILE_ENV = "PEACHDW_TEST_HOLD_FILE"
 _hold_counts: dict[str, int] = {}
 
+#: Days of /admin/reports read in one call.
+REPORT_CHUNK_DAYS = 31
 #: The zone reports are cut in unless reporting.timezone says otherwise.
 _UTC = ZoneInfo("UTC")
 
@@ -187,7 +189,21 @@ def plan_historical(
         todo = tuple(w for w in windows if not _covers(covered, w))
         skipped = len(windows) - len(todo)
         windows = todo
-    return SyncPlan("historical", start_hour, end_hour, windows, campaign_id, skipped)
+    # The UTC days the range touches; the sync keeps the reports of those it leaves
+    # wholly read. A load of one campaign keeps none: a report day holds every campaign.
+    days = (
+        (_UNIX_EPOCH + timedelta(hours=start_hour)).date(),
+        (_UNIX_EPOCH + timedelta(hours=end_hour - 1)).date(),
+    )
+    return SyncPlan(
+        "historical",
+        start_hour,
+        end_hour,
+        windows,
+        campaign_id,
+        skipped,
+        report_days=days if campaign_id is None else None,
+    )
 
 
 def _loopback(url: str) -> bool:
@@ -232,22 +248,27 @@ def plan_heal(
         merged[0][0],
         merged[-1][1],
         windows,
-        report_days=_whole_days(conn, days, [(lo, hi) for lo, hi in merged]),
+        report_days=whole_days(conn, days, merged, reading=merged),
     )
 
 
-def _whole_days(
+def whole_days(
     conn: sqlite3.Connection,
     days: tuple[date, date],
-    reading: list[tuple[int, int]],
+    reach: Sequence[Sequence[int]],
+    *,
+    reading: Sequence[Sequence[int]] = (),
 ) -> tuple[date, date] | None:
-    """The UTC days, among `days`, that the spans `reading` reach and that every hour of
-    is read once they are: the first and last day whose report can be compared.
+    """The first and last UTC day, among `days`, that the spans `reach` touch and that
+    finished windows for every campaign (with the spans `reading`, about to be read)
+    cover hour by hour: the days whose reports can be compared with the warehouse.
 
     A report of a day read in part (a local day's edge, a date range cut in another zone)
     would show the hours never read as differences.
     """
-    spans = sorted([*(tuple(span) for span in _done_spans(conn, None)), *reading])
+    spans = sorted(
+        [*(tuple(span) for span in _done_spans(conn, None)), *map(tuple, reading)]
+    )
     covered: list[list[int]] = []
     for lo, hi in spans:
         if covered and lo <= covered[-1][1]:
@@ -255,7 +276,7 @@ def _whole_days(
         else:
             covered.append([lo, hi])
     whole = []
-    for lo, hi in reading:
+    for lo, hi in reach:
         day = max(days[0], (_UNIX_EPOCH + timedelta(hours=lo)).date())
         last = min(days[1], (_UNIX_EPOCH + timedelta(hours=hi - 1)).date())
         while day <= last:
@@ -476,8 +497,14 @@ def run_sync(
                     break
                 hold("between-windows")
         # fetch + load: the API's daily reports, to reconcile the hours against
-        if result.status == "running" and plan.report_days and not options.dry_run:
-            _sync_reports(conn, client, result, *plan.report_days)
+        report_days = plan.report_days
+        if plan.sync_type == "historical" and report_days:
+            # Only now is it known which days the windows left wholly read.
+            report_days = whole_days(
+                conn, report_days, [(plan.start_hour, plan.end_hour)]
+            )
+        if result.status == "running" and report_days and not options.dry_run:
+            _sync_reports(conn, client, result, *report_days)
 
         if len(windows) < len(plan.windows):
             result.note = (
@@ -538,21 +565,29 @@ def _sync_reports(
     first: date,
     last: date,
 ) -> None:
-    """Keep the API's daily reports; a failure here is a warning, not a failed sync."""
-    try:
-        rows = client.fetch_reports(first.isoformat(), last.isoformat())
-    except ApiError as exc:
-        log.warning(
-            "Daily reports for %s to %s were not read (%s); the next sync reads them "
-            "and `status --detailed` reconciles the days it has.",
-            first,
-            last,
-            exc,
-        )
-        return
-    with transaction(conn):
-        result.report_rows = store_reports(conn, rows, first, last, result.sync_id)
-    log.info("Kept %d daily report rows for %s to %s", result.report_rows, first, last)
+    """Keep the API's daily reports; a failure here is a warning, not a failed sync.
+
+    A long range (a historical load) is read a month at a time, so that no answer holds
+    more than about 31 days of every campaign.
+    """
+    while first <= last:
+        chunk_last = min(last, first + timedelta(days=REPORT_CHUNK_DAYS - 1))
+        try:
+            rows = client.fetch_reports(first.isoformat(), chunk_last.isoformat())
+        except ApiError as exc:
+            log.warning(
+                "Daily reports for %s to %s were not read (%s); the next sync reads "
+                "them and `status --detailed` reconciles the days it has.",
+                first,
+                chunk_last,
+                exc,
+            )
+            return
+        with transaction(conn):
+            kept = store_reports(conn, rows, first, chunk_last, result.sync_id)
+        result.report_rows += kept
+        log.info("Kept %d daily report rows for %s to %s", kept, first, chunk_last)
+        first = chunk_last + timedelta(days=1)
 
 
 def _sync_campaigns(
