@@ -18,7 +18,7 @@ from peachdw import quality
 from peachdw.cli import cli
 from peachdw.db import connect, transaction
 from peachdw.errors import ConfigError
-from peachdw.hours import current_hour, days_to_hours
+from peachdw.hours import current_hour, days_to_hours, hour_text
 from peachdw.metrics import REPORT_METRICS
 from peachdw.sandbox import Dataset, Quirks, SandboxServer
 from peachdw.sync import SyncOptions, plan_heal
@@ -271,6 +271,79 @@ def test_historical_load_keeps_reports_so_check_names_the_differences(tmp_path):
             if p.startswith(f"Campaign {campaign_id} on {day}: {metric} ")
         ]
         assert f"({amount:+,})" in line
+
+
+def test_freshness_gives_each_serving_campaign_its_latest_complete_hour(tmp_path):
+    today = datetime.fromtimestamp(current_hour() * 3600, UTC).date()
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    within = {"PEACHDW_QUALITY_MAX_LAG_HOURS": "71"}
+    with SandboxServer(Dataset(seed=8, campaigns=10, now=now), TOKEN) as server:
+        day = (today - timedelta(days=5)).isoformat()
+        assert (
+            peachdw(
+                tmp_path,
+                server,
+                "sync-historical",
+                "--start-date",
+                day,
+                "--end-date",
+                (today - timedelta(days=4)).isoformat(),
+            ).exit_code
+            == 0
+        )
+        conn = connect(tmp_path / "warehouse.db")
+        serving = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM campaigns WHERE is_serving AND NOT is_deleted "
+                "ORDER BY id"
+            )
+        ]
+        ahead = serving[0]
+        # One campaign alone is read a day further.
+        day = (today - timedelta(days=3)).isoformat()
+        assert (
+            peachdw(
+                tmp_path,
+                server,
+                "sync-historical",
+                "--start-date",
+                day,
+                "--end-date",
+                day,
+                "--campaign-id",
+                str(ahead),
+            ).exit_code
+            == 0
+        )
+        detailed = peachdw(
+            tmp_path, server, "status", "--detailed", "--json", env=within
+        )
+        shown = peachdw(tmp_path, server, "status", "--detailed", env=within)
+    now_hour = current_hour()
+    stored = dict(
+        conn.execute(
+            "SELECT campaign_id, max(unix_hour) FROM hourly_data GROUP BY campaign_id"
+        ).fetchall()
+    )
+    conn.close()
+
+    fresh = json.loads(detailed.output)["freshness"]
+    ends = {
+        campaign_id: days_to_hours(today, today)[0]
+        - 24 * (2 if campaign_id == ahead else 3)
+        for campaign_id in serving
+    }
+    assert [row["id"] for row in fresh["campaigns"]] == serving
+    for row in fresh["campaigns"]:
+        read_to = ends[row["id"]]
+        assert row["latest_complete_hour"] == hour_text(read_to - 1)
+        assert row["lag_hours"] == now_hour - read_to
+        assert row["latest_stored_hour"] == hour_text(stored.get(row["id"]))
+    assert fresh["serving_campaigns"] == len(serving)
+    assert fresh["serving_campaigns_within_max_lag"] == 1
+    assert f"read within 71 hours: 1 of {len(serving)}; most behind: " in shown.output
+    assert f"{ahead} ({now_hour - ends[ahead]} h)" not in shown.output
 
 
 def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):

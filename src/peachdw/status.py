@@ -129,6 +129,30 @@ def check_problems(
     return problems
 
 
+def campaign_freshness(conn: sqlite3.Connection, now_hour: int) -> list[dict[str, Any]]:
+    """For every serving campaign: its latest complete hour, the last hour of the newest
+    finished window that read it (for all campaigns, or for it alone), how many hours
+    that lags behind now, and its newest stored hour (a quiet campaign stores none)."""
+    rows = conn.execute(
+        "SELECT c.id, c.name, (SELECT max(w.end_hour) FROM sync_windows AS w "
+        "WHERE w.status = 'done' AND (w.campaign_id IS NULL OR w.campaign_id = c.id)), "
+        "(SELECT max(d.unix_hour) FROM hourly_data AS d WHERE d.campaign_id = c.id) "
+        "FROM campaigns AS c WHERE c.is_serving AND NOT c.is_deleted ORDER BY c.id"
+    )
+    return [
+        {
+            "id": campaign_id,
+            "name": name,
+            # Windows' ends are exclusive: the last hour read is the one before.
+            "latest_complete_hour": None if read_to is None else hour_text(read_to - 1),
+            "lag_hours": None if read_to is None else now_hour - read_to,
+            "latest_stored_hour": None if stored is None else hour_text(stored),
+            "stored_lag_hours": None if stored is None else now_hour - stored - 1,
+        }
+        for campaign_id, name, read_to, stored in rows
+    ]
+
+
 def campaigns_to_check(
     conn: sqlite3.Connection, limit: int | None = None
 ) -> list[dict[str, Any]]:
@@ -175,20 +199,17 @@ def collect_detailed(
     synced_to = conn.execute(
         "SELECT max(end_hour) FROM sync_windows WHERE status = 'done'"
     ).fetchone()[0]
+    serving = campaign_freshness(conn, now_hour)
     # Serving campaigns with no stored hour in the last 24: quiet, or broken.
     campaigns = [
         {
-            "id": row[0],
-            "name": row[1],
-            "latest_hour": None if row[2] is None else hour_text(row[2]),
-            "lag_hours": None if row[2] is None else now_hour - row[2] - 1,
+            "id": row["id"],
+            "name": row["name"],
+            "latest_hour": row["latest_stored_hour"],
+            "lag_hours": row["stored_lag_hours"],
         }
-        for row in conn.execute(
-            "SELECT c.id, c.name, (SELECT max(d.unix_hour) FROM hourly_data AS d "
-            "WHERE d.campaign_id = c.id) FROM campaigns AS c "
-            "WHERE c.is_serving AND NOT c.is_deleted ORDER BY c.id"
-        )
-        if row[2] is None or now_hour - row[2] - 1 > 24
+        for row in serving
+        if row["stored_lag_hours"] is None or row["stored_lag_hours"] > 24
     ]
     lag = None if synced_to is None else now_hour - synced_to
     freshness = {
@@ -196,6 +217,12 @@ def collect_detailed(
         "newest_synced_hour": None if synced_to is None else hour_text(synced_to - 1),
         "lag_hours": lag,
         "max_lag_hours": max_lag_hours,
+        "serving_campaigns": len(serving),
+        "serving_campaigns_within_max_lag": sum(
+            row["lag_hours"] is not None and row["lag_hours"] <= max_lag_hours
+            for row in serving
+        ),
+        "campaigns": serving,
         "quiet_serving_campaigns": campaigns,
     }
 

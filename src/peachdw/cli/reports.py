@@ -138,6 +138,24 @@ def show_detailed(state: dict[str, Any]) -> None:
             f"Freshness: the newest synced hour is {fresh['newest_synced_hour']}, "
             f"{fresh['lag_hours']} hours ago (limit {fresh['max_lag_hours']})."
         )
+    if fresh["serving_campaigns"]:
+        # Never read first, then the most hours behind; the up-to-date ones are left out.
+        behind = sorted(
+            (row for row in fresh["campaigns"] if row["lag_hours"] != 0),
+            key=lambda row: (row["lag_hours"] is not None, -(row["lag_hours"] or 0)),
+        )
+        worst = ", ".join(
+            f"{row['id']} ("
+            + ("never read" if row["lag_hours"] is None else f"{row['lag_hours']} h")
+            + ")"
+            for row in behind[:5]
+        )
+        console.print(
+            f"Serving campaigns read within {fresh['max_lag_hours']} hours: "
+            f"{fresh['serving_campaigns_within_max_lag']} of "
+            f"{fresh['serving_campaigns']}"
+            + (f"; most behind: {worst} (all: --json)." if worst else ".")
+        )
     quiet = fresh["quiet_serving_campaigns"]
     if quiet:
         table = Table(
