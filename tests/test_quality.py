@@ -46,6 +46,11 @@ def peachdw(folder, server, *args, env=None):
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
+def flat(output: str) -> str:
+    """The output with the console's line wrapping undone."""
+    return " ".join(output.split())
+
+
 def expected_differences(dataset, db_path) -> dict[tuple[int, str, str], int]:
     """(campaign, UTC day, metric) -> warehouse minus API, from what the quirks did on
     the days the status reconciles."""
@@ -131,6 +136,28 @@ def test_status_names_each_difference_check_fails_and_heal_fixes_them(world):
     after = peachdw(folder, server, "status", "--check")
     assert after.exit_code == 0, after.output
     assert after.output == ""
+
+
+def test_heal_names_the_campaign_days_it_fixed(world):
+    dataset, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    differing = sorted(
+        {(c, d) for c, d, _ in expected}, key=lambda key: (key[1], key[0])
+    )
+
+    server.quirks = Quirks()
+    healed = peachdw(folder, server, "sync", "--heal", "--verbose")
+    assert healed.exit_code == 0, healed.output
+    assert (
+        "Fixed: "
+        + ", ".join(f"campaign {campaign} on {day}" for campaign, day in differing)
+        + "."
+    ) in flat(healed.output)
+    assert (
+        f"Heal: {len(differing)} of {len(differing)} differing campaign-day(s) fixed; "
+        "0 still differ. 0 of 0 never-read campaign-hour(s) filled"
+    ) in flat(healed.output)
 
 
 def test_heal_that_cannot_fix_says_so_and_fails(world):
@@ -219,6 +246,14 @@ def test_heal_reads_the_hours_completeness_counts_in_a_local_zone(tmp_path):
 
         healed = peachdw(tmp_path, server, "sync", "--heal", env=local)
         assert healed.exit_code == 0, healed.output
+        missing = before["campaign_hours_missing"]
+        assert missing == sum(unread.values()) * len(
+            {gap["campaign_id"] for gap in before["gaps"]}
+        )
+        assert (
+            f"{missing:,} of {missing:,} never-read campaign-hour(s) filled; "
+            "0 still never read." in flat(healed.output)
+        )
         after = json.loads(
             peachdw(
                 tmp_path, server, "status", "--detailed", "--json", env=local
