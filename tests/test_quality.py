@@ -381,6 +381,56 @@ def test_freshness_gives_each_serving_campaign_its_latest_complete_hour(tmp_path
     assert f"{ahead} ({now_hour - ends[ahead]} h)" not in shown.output
 
 
+def test_long_lists_say_how_many_more_and_where_they_all_are(tmp_path):
+    today = datetime.fromtimestamp(current_hour() * 3600, UTC).date()
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    quirks = Quirks(skew_report=1.0, seed=5)
+    with SandboxServer(
+        Dataset(seed=8, campaigns=40, now=now), TOKEN, quirks=quirks
+    ) as (server):
+        # Two days left unread in the middle: a gap for every serving campaign on each.
+        for first, last in ((9, 8), (5, 1)):
+            loaded = peachdw(
+                tmp_path,
+                server,
+                "sync-historical",
+                "--start-date",
+                (today - timedelta(days=first)).isoformat(),
+                "--end-date",
+                (today - timedelta(days=last)).isoformat(),
+            )
+            assert loaded.exit_code == 0, loaded.output
+        state = json.loads(
+            peachdw(tmp_path, server, "status", "--detailed", "--json").output
+        )
+        shown = flat(peachdw(tmp_path, server, "status", "--detailed").output)
+        check = peachdw(tmp_path, server, "status", "--check")
+        problems = json.loads(
+            peachdw(tmp_path, server, "status", "--check", "--json").output
+        )["problems"]
+
+    gaps = state["completeness"]["gaps"]
+    assert {gap["day"] for gap in gaps} == {
+        (today - timedelta(days=n)).isoformat() for n in (7, 6)
+    }
+    assert len(gaps) > 30
+    assert (
+        f"... and {len(gaps) - 30:,} more campaign-days with hours never read; "
+        "`peachdw status --detailed --json` lists them all." in shown
+    )
+    differences = state["reconciliation"]["differences"]
+    assert len(differences) > 100
+    assert (
+        f"... and {len(differences) - 100:,} more differences; "
+        "`peachdw status --detailed --json` lists them all." in shown
+    )
+    assert len(problems) > 100
+    assert check.output.splitlines()[-1] == (
+        f"PROBLEM: ... and {len(problems) - 100:,} more; "
+        "`peachdw status --check --json` lists them all."
+    )
+
+
 def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):
     now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
     dataset = Dataset(seed=8, campaigns=20, now=now)
