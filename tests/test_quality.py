@@ -161,11 +161,34 @@ def test_heal_names_the_campaign_days_it_fixed(world):
 
 
 def test_heal_that_cannot_fix_says_so_and_fails(world):
-    _, server, folder = world
+    dataset, server, folder = world
     assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    before = peachdw(folder, server, "status", "--check", "--json")
+    assert all(
+        line.endswith("; run `peachdw sync --heal`.")
+        for line in json.loads(before.output)["problems"]
+    )
+
     healed = peachdw(folder, server, "sync", "--heal")  # the API is still wrong
     assert healed.exit_code == 1
     assert "still differ from the API's reports" in healed.output
+
+    # The heal read the days again and their reports: another heal would not help.
+    conn = connect(folder / "warehouse.db")
+    heal = conn.execute("SELECT max(id) FROM sync_history").fetchone()[0]
+    conn.close()
+    after = peachdw(folder, server, "status", "--check", "--json")
+    assert after.exit_code == 1
+    problems = json.loads(after.output)["problems"]
+    assert len(problems) == len(expected)
+    assert all(
+        line.endswith(
+            f"; heal {heal} re-read that day and it still differs: the API's hours and "
+            "its own report disagree; ask the API's owners."
+        )
+        for line in problems
+    )
 
 
 def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
