@@ -160,6 +160,62 @@ def test_heal_names_the_campaign_days_it_fixed(world):
     ) in flat(healed.output)
 
 
+def test_debug_campaign_shows_daily_totals_and_the_syncs_that_read_it(world):
+    dataset, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    campaign_id = sorted(expected)[0][0]
+    assert peachdw(folder, server, "sync", "--heal").exit_code == 1  # API still wrong
+    shown = peachdw(folder, server, "debug-campaign", str(campaign_id))
+    state = json.loads(
+        peachdw(folder, server, "debug-campaign", str(campaign_id), "--json").output
+    )
+
+    conn = connect(folder / "warehouse.db")
+    reported = [
+        row[0] for row in conn.execute("SELECT day FROM api_report_days ORDER BY day")
+    ]
+    api = {
+        row[0]: dict(zip(REPORT_METRICS, row[1:], strict=True))
+        for row in conn.execute(
+            f"SELECT day, {', '.join(REPORT_METRICS)} FROM api_reports "
+            "WHERE campaign_id = ?",
+            (campaign_id,),
+        )
+    }
+    stored: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(REPORT_METRICS, 0)
+    )
+    for row in conn.execute(
+        f"SELECT unix_hour, {', '.join(REPORT_METRICS)} FROM hourly_data "
+        "WHERE campaign_id = ?",
+        (campaign_id,),
+    ):
+        day = quality.utc_day(row[0]).isoformat()
+        for metric, value in zip(REPORT_METRICS, row[1:], strict=True):
+            stored[day][metric] += value
+    heal = conn.execute(
+        "SELECT max(id) FROM sync_history WHERE sync_type = 'heal'"
+    ).fetchone()[0]
+    conn.close()
+
+    days = state["reconciliation"]["days"]
+    first = state["reconciliation"]["first_day"]
+    assert [d["day"] for d in days] == [day for day in reported if day >= first]
+    zero = dict.fromkeys(REPORT_METRICS, 0)
+    for day in days:
+        assert day["warehouse"] == stored.get(day["day"], zero)
+        assert day["api"] == api.get(day["day"], zero)
+        assert day["difference"] == {
+            m: expected.get((campaign_id, day["day"], m), 0) for m in REPORT_METRICS
+        }
+    # The heal read the campaign's days again without changing a stored hour.
+    (healed,) = [row for row in state["syncs"] if row["id"] == heal]
+    assert healed["hours_written"] == 0
+    assert healed["hours_read"] > 0
+    assert "warehouse / API" in shown.output
+
+
 def test_heal_that_cannot_fix_says_so_and_fails(world):
     dataset, server, folder = world
     assert peachdw(folder, server, "sync").exit_code == 0
