@@ -192,3 +192,15 @@ def test_list_settings_from_the_environment():
     with pytest.raises(ConfigError, match="is not of the form") as caught:
         load_settings(environ={"PEACHDW_QUALITY_PLAUSIBILITY": "visits => sessions"})
     assert str(caught.value).endswith("(or <=, >=, <, >); fix the value.")
+
+
+@pytest.mark.parametrize("days", ["0", "-3"], ids=["zero", "negative"])
+def test_reconcile_days_below_one_is_refused(days):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"PEACHDW_QUALITY_RECONCILE_DAYS": days})
+    assert str(caught.value) == (
+        "Setting 'quality.reconcile_days' from environment variable "
+        f"PEACHDW_QUALITY_RECONCILE_DAYS is invalid: {days} days is too few; status "
+        "reconciles and checks, and sync --heal reads, the last reconcile_days days "
+        "ending yesterday, so give 1 to 90; fix the value."
+    )

@@ -191,6 +191,26 @@ def test_unknown_field_becomes_a_metric_the_sync_fills_and_the_exports_show(worl
     conn.close()
 
 
+def test_add_counts_the_rows_read_with_the_field_re_reads_included(world):
+    _, server, folder = world
+    # The second sync reads its look-back again: the same hours, seen twice.
+    assert peachdw(folder, server, "sync").exit_code == 0
+    assert peachdw(folder, server, "sync").exit_code == 0
+    conn = db.connect(folder / "warehouse.db")
+    read, stored = conn.execute(
+        "SELECT (SELECT sum(records_processed) FROM sync_history), "
+        "(SELECT count(*) FROM hourly_data)"
+    ).fetchone()
+    conn.close()
+    assert read > stored
+
+    added = peachdw(folder, server, "metrics", "add", EXTRA)
+    assert added.exit_code == 0, added.output
+    assert f"in {read:,} rows read (an hour read again counts again)." in " ".join(
+        added.output.split()
+    )
+
+
 def test_metrics_list_shows_built_in_and_added_metrics(tmp_path):
     assert peachdw(tmp_path, None, "init").exit_code == 0
     assert peachdw(tmp_path, None, "metrics", "add", EXTRA).exit_code == 0

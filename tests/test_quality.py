@@ -4,6 +4,8 @@ status --detailed / --check and sync --heal, against a sandbox told to misbehave
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,7 +18,7 @@ from peachdw import quality
 from peachdw.cli import cli
 from peachdw.db import connect, transaction
 from peachdw.errors import ConfigError
-from peachdw.hours import current_hour, days_to_hours
+from peachdw.hours import current_hour, days_to_hours, hour_text
 from peachdw.metrics import REPORT_METRICS
 from peachdw.sandbox import Dataset, Quirks, SandboxServer
 from peachdw.sync import SyncOptions, plan_heal
@@ -34,13 +36,19 @@ def world(tmp_path):
         yield dataset, server, tmp_path
 
 
-def peachdw(folder, server, *args):
+def peachdw(folder, server, *args, env=None):
     env = {
         "PEACHAI_API_TOKEN": TOKEN,
         "PEACHDW_API_BASE_URL": server.url,
         "PEACHDW_DATABASE_PATH": str(folder / "warehouse.db"),
+        **(env or {}),
     }
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def flat(output: str) -> str:
+    """The output with the console's line wrapping undone."""
+    return " ".join(output.split())
 
 
 def expected_differences(dataset, db_path) -> dict[tuple[int, str, str], int]:
@@ -130,12 +138,113 @@ def test_status_names_each_difference_check_fails_and_heal_fixes_them(world):
     assert after.output == ""
 
 
-def test_heal_that_cannot_fix_says_so_and_fails(world):
-    _, server, folder = world
+def test_heal_names_the_campaign_days_it_fixed(world):
+    dataset, server, folder = world
     assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    differing = sorted(
+        {(c, d) for c, d, _ in expected}, key=lambda key: (key[1], key[0])
+    )
+
+    server.quirks = Quirks()
+    healed = peachdw(folder, server, "sync", "--heal", "--verbose")
+    assert healed.exit_code == 0, healed.output
+    assert (
+        "Fixed: "
+        + ", ".join(f"campaign {campaign} on {day}" for campaign, day in differing)
+        + "."
+    ) in flat(healed.output)
+    assert (
+        f"Heal: {len(differing)} of {len(differing)} differing campaign-day(s) fixed; "
+        "0 still differ. 0 of 0 never-read campaign-hour(s) filled"
+    ) in flat(healed.output)
+
+
+def test_debug_campaign_shows_daily_totals_and_the_syncs_that_read_it(world):
+    dataset, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    campaign_id = sorted(expected)[0][0]
+    assert peachdw(folder, server, "sync", "--heal").exit_code == 1  # API still wrong
+    shown = peachdw(folder, server, "debug-campaign", str(campaign_id))
+    state = json.loads(
+        peachdw(folder, server, "debug-campaign", str(campaign_id), "--json").output
+    )
+
+    conn = connect(folder / "warehouse.db")
+    reported = [
+        row[0] for row in conn.execute("SELECT day FROM api_report_days ORDER BY day")
+    ]
+    api = {
+        row[0]: dict(zip(REPORT_METRICS, row[1:], strict=True))
+        for row in conn.execute(
+            f"SELECT day, {', '.join(REPORT_METRICS)} FROM api_reports "
+            "WHERE campaign_id = ?",
+            (campaign_id,),
+        )
+    }
+    stored: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(REPORT_METRICS, 0)
+    )
+    for row in conn.execute(
+        f"SELECT unix_hour, {', '.join(REPORT_METRICS)} FROM hourly_data "
+        "WHERE campaign_id = ?",
+        (campaign_id,),
+    ):
+        day = quality.utc_day(row[0]).isoformat()
+        for metric, value in zip(REPORT_METRICS, row[1:], strict=True):
+            stored[day][metric] += value
+    heal = conn.execute(
+        "SELECT max(id) FROM sync_history WHERE sync_type = 'heal'"
+    ).fetchone()[0]
+    conn.close()
+
+    days = state["reconciliation"]["days"]
+    first = state["reconciliation"]["first_day"]
+    assert [d["day"] for d in days] == [day for day in reported if day >= first]
+    zero = dict.fromkeys(REPORT_METRICS, 0)
+    for day in days:
+        assert day["warehouse"] == stored.get(day["day"], zero)
+        assert day["api"] == api.get(day["day"], zero)
+        assert day["difference"] == {
+            m: expected.get((campaign_id, day["day"], m), 0) for m in REPORT_METRICS
+        }
+    # The heal read the campaign's days again without changing a stored hour.
+    (healed,) = [row for row in state["syncs"] if row["id"] == heal]
+    assert healed["hours_written"] == 0
+    assert healed["hours_read"] > 0
+    assert "warehouse / API" in shown.output
+
+
+def test_heal_that_cannot_fix_says_so_and_fails(world):
+    dataset, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    before = peachdw(folder, server, "status", "--check", "--json")
+    assert all(
+        line.endswith("; run `peachdw sync --heal`.")
+        for line in json.loads(before.output)["problems"]
+    )
+
     healed = peachdw(folder, server, "sync", "--heal")  # the API is still wrong
     assert healed.exit_code == 1
     assert "still differ from the API's reports" in healed.output
+
+    # The heal read the days again and their reports: another heal would not help.
+    conn = connect(folder / "warehouse.db")
+    heal = conn.execute("SELECT max(id) FROM sync_history").fetchone()[0]
+    conn.close()
+    after = peachdw(folder, server, "status", "--check", "--json")
+    assert after.exit_code == 1
+    problems = json.loads(after.output)["problems"]
+    assert len(problems) == len(expected)
+    assert all(
+        line.endswith(
+            f"; heal {heal} re-read that day and it still differs: the API's hours and "
+            "its own report disagree; ask the API's owners."
+        )
+        for line in problems
+    )
 
 
 def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
@@ -147,6 +256,258 @@ def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
     assert healed.exit_code == 0
     assert "Nothing to heal" in healed.output
     assert check.exit_code == 0
+
+
+def test_check_names_a_sync_marked_running_whose_process_is_gone(tmp_path):
+    # A process that has exited: its pid is free, as after a kill -9.
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(gone.stdout)
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    with SandboxServer(Dataset(seed=8, campaigns=10, now=now), TOKEN) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        conn = connect(tmp_path / "warehouse.db")
+        with transaction(conn):
+            sync_id = conn.execute(
+                "INSERT INTO sync_history (sync_type, status, started_at, pid) "
+                "VALUES ('incremental', 'running', 'now', ?)",
+                (dead_pid,),
+            ).lastrowid
+        conn.close()
+        check = peachdw(tmp_path, server, "status", "--check")
+    assert check.exit_code == 1
+    assert check.output.splitlines() == [
+        f"PROBLEM: The last sync ({sync_id}) is marked running but its process "
+        f"{dead_pid} is gone: it was killed or crashed; the next sync marks it "
+        "interrupted and resumes."
+    ]
+
+
+def test_heal_reads_the_hours_completeness_counts_in_a_local_zone(tmp_path):
+    zone = ZoneInfo("America/Los_Angeles")
+    local = {"PEACHDW_REPORTING_TIMEZONE": zone.key}
+    today = datetime.fromtimestamp(current_hour() * 3600, zone).date()
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    with SandboxServer(Dataset(seed=8, campaigns=10, now=now), TOKEN) as server:
+        # The first local day the status checks, and yesterday, are left unread: each
+        # has hours outside the reconciled UTC days, whatever the hour of the test.
+        for first, last in ((9, 8), (6, 2)):
+            loaded = peachdw(
+                tmp_path,
+                server,
+                "sync-historical",
+                "--start-date",
+                (today - timedelta(days=first)).isoformat(),
+                "--end-date",
+                (today - timedelta(days=last)).isoformat(),
+                env=local,
+            )
+            assert loaded.exit_code == 0, loaded.output
+        before = json.loads(
+            peachdw(
+                tmp_path, server, "status", "--detailed", "--json", env=local
+            ).output
+        )["completeness"]
+        one_campaign = before["gaps"][0]["campaign_id"]
+        unread = {
+            gap["day"]: gap["missing_hours"]
+            for gap in before["gaps"]
+            if gap["campaign_id"] == one_campaign
+        }
+        edges = (today - timedelta(days=7), today - timedelta(days=1))
+        assert unread == {
+            day.isoformat(): len(range(*days_to_hours(day, day, zone))) for day in edges
+        }
+
+        healed = peachdw(tmp_path, server, "sync", "--heal", env=local)
+        assert healed.exit_code == 0, healed.output
+        missing = before["campaign_hours_missing"]
+        assert missing == sum(unread.values()) * len(
+            {gap["campaign_id"] for gap in before["gaps"]}
+        )
+        assert (
+            f"{missing:,} of {missing:,} never-read campaign-hour(s) filled; "
+            "0 still never read." in flat(healed.output)
+        )
+        after = json.loads(
+            peachdw(
+                tmp_path, server, "status", "--detailed", "--json", env=local
+            ).output
+        )["completeness"]
+
+    assert after["campaign_hours_missing"] == 0
+    assert after["gaps"] == []
+    conn = connect(tmp_path / "warehouse.db")
+    read = conn.execute(
+        "SELECT sum(end_hour - start_hour) FROM sync_windows WHERE sync_id = "
+        "(SELECT max(id) FROM sync_history WHERE sync_type = 'heal')"
+    ).fetchone()[0]
+    conn.close()
+    assert read == sum(unread.values())  # those hours, and no others
+
+
+def test_historical_load_keeps_reports_so_check_names_the_differences(tmp_path):
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    dataset = Dataset(seed=8, campaigns=20, now=now)
+    quirks = Quirks(skew_report=0.05, seed=3)
+    first, last = quality.report_days(current_hour(), 7)
+    with SandboxServer(dataset, TOKEN, quirks=quirks) as server:
+        loaded = peachdw(
+            tmp_path,
+            server,
+            "sync-historical",
+            "--start-date",
+            first.isoformat(),
+            "--end-date",
+            last.isoformat(),
+        )
+        assert loaded.exit_code == 0, loaded.output
+        check = peachdw(tmp_path, server, "status", "--check", "--json")
+
+    start, end = days_to_hours(first, last)
+    skewed = quirks.changes(dataset, start, end).skewed
+    assert len(skewed) >= 3  # the quirk did bite in the days loaded
+    assert check.exit_code == 1
+    problems = json.loads(check.output)["problems"]
+    # One line per skewed campaign, day and metric, with the skew as the difference.
+    assert sorted(p.split(" is ")[0] for p in problems) == sorted(
+        f"Campaign {campaign_id} on {day}: {metric}"
+        for campaign_id, day, metric in skewed
+    )
+    for (campaign_id, day, metric), amount in skewed.items():
+        (line,) = [
+            p
+            for p in problems
+            if p.startswith(f"Campaign {campaign_id} on {day}: {metric} ")
+        ]
+        assert f"({amount:+,})" in line
+
+
+def test_freshness_gives_each_serving_campaign_its_latest_complete_hour(tmp_path):
+    today = datetime.fromtimestamp(current_hour() * 3600, UTC).date()
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    within = {"PEACHDW_QUALITY_MAX_LAG_HOURS": "71"}
+    with SandboxServer(Dataset(seed=8, campaigns=10, now=now), TOKEN) as server:
+        day = (today - timedelta(days=5)).isoformat()
+        assert (
+            peachdw(
+                tmp_path,
+                server,
+                "sync-historical",
+                "--start-date",
+                day,
+                "--end-date",
+                (today - timedelta(days=4)).isoformat(),
+            ).exit_code
+            == 0
+        )
+        conn = connect(tmp_path / "warehouse.db")
+        serving = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM campaigns WHERE is_serving AND NOT is_deleted "
+                "ORDER BY id"
+            )
+        ]
+        ahead = serving[0]
+        # One campaign alone is read a day further.
+        day = (today - timedelta(days=3)).isoformat()
+        assert (
+            peachdw(
+                tmp_path,
+                server,
+                "sync-historical",
+                "--start-date",
+                day,
+                "--end-date",
+                day,
+                "--campaign-id",
+                str(ahead),
+            ).exit_code
+            == 0
+        )
+        detailed = peachdw(
+            tmp_path, server, "status", "--detailed", "--json", env=within
+        )
+        shown = peachdw(tmp_path, server, "status", "--detailed", env=within)
+    now_hour = current_hour()
+    stored = dict(
+        conn.execute(
+            "SELECT campaign_id, max(unix_hour) FROM hourly_data GROUP BY campaign_id"
+        ).fetchall()
+    )
+    conn.close()
+
+    fresh = json.loads(detailed.output)["freshness"]
+    ends = {
+        campaign_id: days_to_hours(today, today)[0]
+        - 24 * (2 if campaign_id == ahead else 3)
+        for campaign_id in serving
+    }
+    assert [row["id"] for row in fresh["campaigns"]] == serving
+    for row in fresh["campaigns"]:
+        read_to = ends[row["id"]]
+        assert row["latest_complete_hour"] == hour_text(read_to - 1)
+        assert row["lag_hours"] == now_hour - read_to
+        assert row["latest_stored_hour"] == hour_text(stored.get(row["id"]))
+    assert fresh["serving_campaigns"] == len(serving)
+    assert fresh["serving_campaigns_within_max_lag"] == 1
+    assert f"read within 71 hours: 1 of {len(serving)}; most behind: " in shown.output
+    assert f"{ahead} ({now_hour - ends[ahead]} h)" not in shown.output
+
+
+def test_long_lists_say_how_many_more_and_where_they_all_are(tmp_path):
+    today = datetime.fromtimestamp(current_hour() * 3600, UTC).date()
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    quirks = Quirks(skew_report=1.0, seed=5)
+    with SandboxServer(
+        Dataset(seed=8, campaigns=40, now=now), TOKEN, quirks=quirks
+    ) as (server):
+        # Two days left unread in the middle: a gap for every serving campaign on each.
+        for first, last in ((9, 8), (5, 1)):
+            loaded = peachdw(
+                tmp_path,
+                server,
+                "sync-historical",
+                "--start-date",
+                (today - timedelta(days=first)).isoformat(),
+                "--end-date",
+                (today - timedelta(days=last)).isoformat(),
+            )
+            assert loaded.exit_code == 0, loaded.output
+        state = json.loads(
+            peachdw(tmp_path, server, "status", "--detailed", "--json").output
+        )
+        shown = flat(peachdw(tmp_path, server, "status", "--detailed").output)
+        check = peachdw(tmp_path, server, "status", "--check")
+        problems = json.loads(
+            peachdw(tmp_path, server, "status", "--check", "--json").output
+        )["problems"]
+
+    gaps = state["completeness"]["gaps"]
+    assert {gap["day"] for gap in gaps} == {
+        (today - timedelta(days=n)).isoformat() for n in (7, 6)
+    }
+    assert len(gaps) > 30
+    assert (
+        f"... and {len(gaps) - 30:,} more campaign-days with hours never read; "
+        "`peachdw status --detailed --json` lists them all." in shown
+    )
+    differences = state["reconciliation"]["differences"]
+    assert len(differences) > 100
+    assert (
+        f"... and {len(differences) - 100:,} more differences; "
+        "`peachdw status --detailed --json` lists them all." in shown
+    )
+    assert len(problems) > 100
+    assert check.output.splitlines()[-1] == (
+        f"PROBLEM: ... and {len(problems) - 100:,} more; "
+        "`peachdw status --check --json` lists them all."
+    )
 
 
 def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):

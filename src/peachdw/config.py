@@ -145,7 +145,7 @@ class QualitySettings(_Section):
     # `status --check` fails when the newest synced hour is older than this.
     max_lag_hours: int = Field(26, ge=1)
     # Days (UTC, the API's reports) that every sync reconciles, ending yesterday.
-    reconcile_days: int = Field(7, ge=0, le=90)
+    reconcile_days: int = Field(7, le=90)
     # A daily sum may differ from the API's report by this share of it (0: not at all).
     tolerance: float = Field(0.0, ge=0, le=1)
     # Rules every stored row must keep: metric (=, <=, >=, <, >) metric [+ metric ...].
@@ -156,6 +156,17 @@ class QualitySettings(_Section):
             "registrations <= sessions",
         ]
     )
+
+    @field_validator("reconcile_days")
+    @classmethod
+    def _at_least_a_day(cls, value: int) -> int:
+        # The days checked end with yesterday: there is no such thing as none of them.
+        if value < 1:
+            raise ValueError(
+                f"{value} days is too few; status reconciles and checks, and sync --heal "
+                "reads, the last reconcile_days days ending yesterday, so give 1 to 90"
+            )
+        return value
 
     @field_validator("plausibility", mode="before")
     @classmethod

@@ -236,6 +236,25 @@ def uncovered(spans: list[tuple[int, int]], start: int, end: int) -> int:
     return end - start - covered
 
 
+def uncovered_spans(
+    spans: list[tuple[int, int]], start: int, end: int
+) -> list[tuple[int, int]]:
+    """The runs of hours of [start, end) that no span covers (spans merged, in order)."""
+    runs = []
+    cursor = start
+    for lo, hi in spans:
+        if hi <= cursor:
+            continue
+        if lo >= end:
+            break
+        if lo > cursor:
+            runs.append((cursor, lo))
+        cursor = max(cursor, hi)
+    if cursor < end:
+        runs.append((cursor, end))
+    return runs
+
+
 @dataclass
 class Gap:
     campaign_id: int
@@ -244,16 +263,21 @@ class Gap:
     missing_hours: int
 
 
-def completeness(
-    conn: sqlite3.Connection, first: date, last: date, zone: ZoneInfo, end_hour: int
-) -> tuple[int, list[Gap]]:
-    """(campaign-hours expected, gaps) for serving campaigns over the days first..last.
+def quality_days(now_hour: int, days: int, zone: ZoneInfo) -> tuple[date, date]:
+    """The last `days` whole days in `zone` before the day in progress: the days that
+    completeness checks (and `sync --heal` reads the unread hours of)."""
+    today = datetime.fromtimestamp(now_hour * 3600, zone).date()
+    return today - timedelta(days=max(days, 1)), today - timedelta(days=1)
 
-    Hours from `end_hour` on (not complete yet) are not expected.
-    """
+
+def _serving_day_spans(
+    conn: sqlite3.Connection, first: date, last: date, zone: ZoneInfo, end_hour: int
+) -> list[tuple[int, str, int, int, list[tuple[int, int]]]]:
+    """(campaign, day, first hour, end hour, spans read for it) for every serving
+    campaign and day of first..last from the warehouse's first synced hour on."""
     begins = coverage_start(conn)
     if begins is None:
-        return 0, []
+        return []
     global_spans = covered_spans(conn)
     per_campaign = {
         row[0]
@@ -271,19 +295,53 @@ def completeness(
     own_spans = {
         campaign_id: covered_spans(conn, campaign_id) for campaign_id in per_campaign
     }
-    expected = 0
-    gaps = []
+    found = []
     for day, lo, hi in day_spans(first, last, zone):
         lo, hi = max(lo, begins), min(hi, end_hour)
         if hi <= lo:
             continue
         for campaign_id in serving:
             spans = own_spans.get(campaign_id, global_spans)
-            expected += hi - lo
-            missing = uncovered(spans, lo, hi)
-            if missing:
-                gaps.append(Gap(campaign_id, day.isoformat(), hi - lo, missing))
+            found.append((campaign_id, day.isoformat(), lo, hi, spans))
+    return found
+
+
+def completeness(
+    conn: sqlite3.Connection, first: date, last: date, zone: ZoneInfo, end_hour: int
+) -> tuple[int, list[Gap]]:
+    """(campaign-hours expected, gaps) for serving campaigns over the days first..last.
+
+    Hours from `end_hour` on (not complete yet) are not expected.
+    """
+    expected = 0
+    gaps = []
+    for campaign_id, day, lo, hi, spans in _serving_day_spans(
+        conn, first, last, zone, end_hour
+    ):
+        expected += hi - lo
+        missing = uncovered(spans, lo, hi)
+        if missing:
+            gaps.append(Gap(campaign_id, day, hi - lo, missing))
     return expected, gaps
+
+
+def unread_hours(
+    conn: sqlite3.Connection, first: date, last: date, zone: ZoneInfo, end_hour: int
+) -> list[tuple[int, int]]:
+    """The hours `completeness` counts as never read, for any serving campaign, as
+    merged [start, end) runs: what `sync --heal` reads for completeness."""
+    runs = sorted(
+        run
+        for _, _, lo, hi, spans in _serving_day_spans(conn, first, last, zone, end_hour)
+        for run in uncovered_spans(spans, lo, hi)
+    )
+    merged: list[list[int]] = []
+    for lo, hi in runs:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return [(lo, hi) for lo, hi in merged]
 
 
 # -- plausibility --------------------------------------------------------------------

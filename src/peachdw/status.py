@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,7 +12,7 @@ from peachdw import metrics, quality
 from peachdw.db import utc_now
 from peachdw.hours import days_to_hours, hour_text
 from peachdw.rules import FALLBACK, TIERS
-from peachdw.sync import LEDGER_COUNTERS
+from peachdw.sync import LEDGER_COUNTERS, process_alive
 
 #: Mappings below this confidence are listed as needing a look.
 LOW_CONFIDENCE = 0.8
@@ -91,18 +91,27 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
 def check_problems(
     conn: sqlite3.Connection, *, max_lag_hours: int, now_hour: int
 ) -> list[str]:
-    """One sentence per reason to alert: stale data, or a last sync that did not succeed.
+    """One sentence per reason to alert: stale data, or a last sync that did not succeed
+    (including one marked running whose process is gone).
 
     Freshness is the end of the newest finished window of any sync, so a campaign with no
     traffic does not look stale.
     """
     problems = []
     latest = conn.execute(
-        "SELECT id, status, error_message FROM sync_history ORDER BY id DESC LIMIT 1"
+        "SELECT id, status, pid, error_message FROM sync_history "
+        "ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if latest is None:
         return ["No sync has run yet: run `peachdw sync`."]
-    if latest["status"] not in ("success", "running"):
+    if latest["status"] == "running" and not process_alive(latest["pid"]):
+        # Killed with -9 or crashed: nothing closed its row, and it never will.
+        problems.append(
+            f"The last sync ({latest['id']}) is marked running but its process "
+            f"{latest['pid']} is gone: it was killed or crashed; the next sync marks it "
+            "interrupted and resumes."
+        )
+    elif latest["status"] not in ("success", "running"):
         problems.append(
             f"The last sync ({latest['id']}) ended {latest['status']}: "
             f"{latest['error_message'] or 'no reason recorded'}"
@@ -119,6 +128,30 @@ def check_problems(
             f"{hour_text(synced_to)}), more than quality.max_lag_hours ({max_lag_hours})."
         )
     return problems
+
+
+def campaign_freshness(conn: sqlite3.Connection, now_hour: int) -> list[dict[str, Any]]:
+    """For every serving campaign: its latest complete hour, the last hour of the newest
+    finished window that read it (for all campaigns, or for it alone), how many hours
+    that lags behind now, and its newest stored hour (a quiet campaign stores none)."""
+    rows = conn.execute(
+        "SELECT c.id, c.name, (SELECT max(w.end_hour) FROM sync_windows AS w "
+        "WHERE w.status = 'done' AND (w.campaign_id IS NULL OR w.campaign_id = c.id)), "
+        "(SELECT max(d.unix_hour) FROM hourly_data AS d WHERE d.campaign_id = c.id) "
+        "FROM campaigns AS c WHERE c.is_serving AND NOT c.is_deleted ORDER BY c.id"
+    )
+    return [
+        {
+            "id": campaign_id,
+            "name": name,
+            # Windows' ends are exclusive: the last hour read is the one before.
+            "latest_complete_hour": None if read_to is None else hour_text(read_to - 1),
+            "lag_hours": None if read_to is None else now_hour - read_to,
+            "latest_stored_hour": None if stored is None else hour_text(stored),
+            "stored_lag_hours": None if stored is None else now_hour - stored - 1,
+        }
+        for campaign_id, name, read_to, stored in rows
+    ]
 
 
 def campaigns_to_check(
@@ -150,12 +183,6 @@ def campaigns_to_check(
 CONFIDENCE_BUCKETS = ((0.9, "0.9 to 1.0"), (0.8, "0.8 to 0.9"), (0.5, "0.5 to 0.8"))
 
 
-def quality_days(now_hour: int, days: int, zone: ZoneInfo) -> tuple[date, date]:
-    """The last `days` whole days in `zone` before the day in progress."""
-    today = datetime.fromtimestamp(now_hour * 3600, zone).date()
-    return today - timedelta(days=max(days, 1)), today - timedelta(days=1)
-
-
 def collect_detailed(
     conn: sqlite3.Connection,
     *,
@@ -167,26 +194,23 @@ def collect_detailed(
     plausibility: list[str],
 ) -> dict[str, Any]:
     """Everything `status --detailed` shows, as plain data (its --json document)."""
-    first, last = quality_days(now_hour, days, zone)
+    first, last = quality.quality_days(now_hour, days, zone)
     start, end = days_to_hours(first, last, zone)
 
     synced_to = conn.execute(
         "SELECT max(end_hour) FROM sync_windows WHERE status = 'done'"
     ).fetchone()[0]
+    serving = campaign_freshness(conn, now_hour)
     # Serving campaigns with no stored hour in the last 24: quiet, or broken.
     campaigns = [
         {
-            "id": row[0],
-            "name": row[1],
-            "latest_hour": None if row[2] is None else hour_text(row[2]),
-            "lag_hours": None if row[2] is None else now_hour - row[2] - 1,
+            "id": row["id"],
+            "name": row["name"],
+            "latest_hour": row["latest_stored_hour"],
+            "lag_hours": row["stored_lag_hours"],
         }
-        for row in conn.execute(
-            "SELECT c.id, c.name, (SELECT max(d.unix_hour) FROM hourly_data AS d "
-            "WHERE d.campaign_id = c.id) FROM campaigns AS c "
-            "WHERE c.is_serving AND NOT c.is_deleted ORDER BY c.id"
-        )
-        if row[2] is None or now_hour - row[2] - 1 > 24
+        for row in serving
+        if row["stored_lag_hours"] is None or row["stored_lag_hours"] > 24
     ]
     lag = None if synced_to is None else now_hour - synced_to
     freshness = {
@@ -194,6 +218,12 @@ def collect_detailed(
         "newest_synced_hour": None if synced_to is None else hour_text(synced_to - 1),
         "lag_hours": lag,
         "max_lag_hours": max_lag_hours,
+        "serving_campaigns": len(serving),
+        "serving_campaigns_within_max_lag": sum(
+            row["lag_hours"] is not None and row["lag_hours"] <= max_lag_hours
+            for row in serving
+        ),
+        "campaigns": serving,
         "quiet_serving_campaigns": campaigns,
     }
 
@@ -319,14 +349,59 @@ def collect_detailed(
 def reconciliation_problems(
     conn: sqlite3.Connection, *, now_hour: int, days: int, tolerance: float
 ) -> list[str]:
-    """One sentence per campaign, day and metric whose sum differs from the API's report."""
+    """One sentence per campaign, day and metric whose sum differs from the API's report.
+
+    Its remedy is a heal, unless a heal already re-read that campaign-day and the report
+    compared is no older than that heal: then the API's own hours and report disagree,
+    and another heal would only read the same numbers again.
+    """
     window = quality.report_days(now_hour, days)
     if window is None:
         return []
     found = quality.reconcile(conn, *window, tolerance=tolerance)
-    return [
-        f"Campaign {d.campaign_id} on {d.day}: {d.metric} is {d.warehouse:,} in the "
-        f"warehouse and {d.api:,} in the API's report ({d.delta:+,}); "
-        "run `peachdw sync --heal`."
-        for d in found.differences
-    ]
+    healed = _healed_campaign_days(conn, found.differing_campaign_days)
+    problems = []
+    for d in found.differences:
+        heal = healed.get((d.campaign_id, d.day))
+        remedy = (
+            "run `peachdw sync --heal`."
+            if heal is None
+            else f"heal {heal} re-read that day and it still differs: the API's hours and "
+            "its own report disagree; ask the API's owners."
+        )
+        problems.append(
+            f"Campaign {d.campaign_id} on {d.day}: {d.metric} is {d.warehouse:,} in the "
+            f"warehouse and {d.api:,} in the API's report ({d.delta:+,}); {remedy}"
+        )
+    return problems
+
+
+def _healed_campaign_days(
+    conn: sqlite3.Connection, campaign_days: set[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """For each (campaign, UTC day), the newest heal sync whose finished windows read
+    every hour of it, if that heal is no older than the sync that fetched its report."""
+    if not campaign_days:
+        return {}
+    windows: dict[int, list[tuple[int, int, int | None]]] = {}
+    for sync_id, start, end, campaign_id in conn.execute(
+        "SELECT w.sync_id, w.start_hour, w.end_hour, w.campaign_id "
+        "FROM sync_windows AS w JOIN sync_history AS s ON s.id = w.sync_id "
+        "WHERE s.sync_type = 'heal' AND w.status = 'done' ORDER BY w.start_hour"
+    ):
+        windows.setdefault(sync_id, []).append((start, end, campaign_id))
+    reported = dict(conn.execute("SELECT day, sync_id FROM api_report_days").fetchall())
+    found = {}
+    for campaign_id, day in campaign_days:
+        lo, hi = days_to_hours(date.fromisoformat(day), date.fromisoformat(day))
+        for heal in sorted(windows, reverse=True):
+            spans = [
+                (start, end)
+                for start, end, scope in windows[heal]
+                if scope is None or scope == campaign_id
+            ]
+            if quality.uncovered(spans, lo, hi) == 0:
+                if heal >= (reported.get(day) or 0):
+                    found[(campaign_id, day)] = heal
+                break
+    return found

@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,14 @@ from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
 from peachdw.hours import current_hour, days_to_hours, span_text
-from peachdw.quality import coverage_start, reconcile, report_days, store_reports
+from peachdw.quality import (
+    coverage_start,
+    quality_days,
+    reconcile,
+    report_days,
+    store_reports,
+    unread_hours,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,8 @@ HOLD_ENV = "PEACHDW_TEST_HOLD"
 HOLD_FILE_ENV = "PEACHDW_TEST_HOLD_FILE"
 _hold_counts: dict[str, int] = {}
 
+#: Days of /admin/reports read in one call.
+REPORT_CHUNK_DAYS = 31
 #: The zone reports are cut in unless reporting.timezone says otherwise.
 _UTC = ZoneInfo("UTC")
 
@@ -180,7 +189,21 @@ def plan_historical(
         todo = tuple(w for w in windows if not _covers(covered, w))
         skipped = len(windows) - len(todo)
         windows = todo
-    return SyncPlan("historical", start_hour, end_hour, windows, campaign_id, skipped)
+    # The UTC days the range touches; the sync keeps the reports of those it leaves
+    # wholly read. A load of one campaign keeps none: a report day holds every campaign.
+    days = (
+        (_UNIX_EPOCH + timedelta(hours=start_hour)).date(),
+        (_UNIX_EPOCH + timedelta(hours=end_hour - 1)).date(),
+    )
+    return SyncPlan(
+        "historical",
+        start_hour,
+        end_hour,
+        windows,
+        campaign_id,
+        skipped,
+        report_days=days if campaign_id is None else None,
+    )
 
 
 def _loopback(url: str) -> bool:
@@ -190,27 +213,22 @@ def _loopback(url: str) -> bool:
 def plan_heal(
     conn: sqlite3.Connection, options: SyncOptions, now_hour: int
 ) -> SyncPlan:
-    """Windows over only the hours that need reading again, in the reconciled days:
-    UTC days whose sums differ from the API's reports, and hours no finished window
-    covered. The reports of those days are read again after them.
+    """Windows over only the hours that need reading again: the UTC days of the reconciled
+    days whose sums differ from the API's reports, and the hours that completeness (over
+    the same number of days, cut in reporting.timezone) counts as never read. The reports
+    of the reconciled days among them are read again after them.
     """
     days = report_days(now_hour, options.reconcile_days)
-    if days is None:
+    if days is None or coverage_start(conn) is None:
         return SyncPlan("heal", now_hour, now_hour, ())
-    begins = coverage_start(conn)
-    if begins is None:
-        return SyncPlan("heal", now_hour, now_hour, ())
-    start, end = days_to_hours(*days)
-    start, end = max(start, begins), min(end, now_hour)
 
     found = reconcile(conn, *days, tolerance=options.tolerance)
     differing = {date.fromisoformat(difference.day) for difference in found.differences}
     spans = [days_to_hours(day, day) for day in differing]
-    cursor = start
-    for covered_start, covered_end in [*_done_spans(conn, None), [end, end]]:
-        if cursor < min(covered_start, end):
-            spans.append((cursor, min(covered_start, end)))
-        cursor = max(cursor, covered_end)
+    local_first, local_last = quality_days(
+        now_hour, options.reconcile_days, options.zone
+    )
+    spans += unread_hours(conn, local_first, local_last, options.zone, now_hour)
 
     merged: list[list[int]] = []
     for lo, hi in sorted(spans):
@@ -219,21 +237,53 @@ def plan_heal(
         else:
             merged.append([lo, hi])
     if not merged:
-        return SyncPlan("heal", start, end, ())
+        return SyncPlan("heal", now_hour, now_hour, ())
     windows = tuple(
         window
         for lo, hi in merged
         for window in window_bounds(lo, hi, options.window_hours)
     )
-    first_day = _UNIX_EPOCH + timedelta(hours=merged[0][0])
-    last_day = _UNIX_EPOCH + timedelta(hours=merged[-1][1] - 1)
     return SyncPlan(
         "heal",
         merged[0][0],
         merged[-1][1],
         windows,
-        report_days=(first_day.date(), last_day.date()),
+        report_days=whole_days(conn, days, merged, reading=merged),
     )
+
+
+def whole_days(
+    conn: sqlite3.Connection,
+    days: tuple[date, date],
+    reach: Sequence[Sequence[int]],
+    *,
+    reading: Sequence[Sequence[int]] = (),
+) -> tuple[date, date] | None:
+    """The first and last UTC day, among `days`, that the spans `reach` touch and that
+    finished windows for every campaign (with the spans `reading`, about to be read)
+    cover hour by hour: the days whose reports can be compared with the warehouse.
+
+    A report of a day read in part (a local day's edge, a date range cut in another zone)
+    would show the hours never read as differences.
+    """
+    spans = sorted(
+        [*(tuple(span) for span in _done_spans(conn, None)), *map(tuple, reading)]
+    )
+    covered: list[list[int]] = []
+    for lo, hi in spans:
+        if covered and lo <= covered[-1][1]:
+            covered[-1][1] = max(covered[-1][1], hi)
+        else:
+            covered.append([lo, hi])
+    whole = []
+    for lo, hi in reach:
+        day = max(days[0], (_UNIX_EPOCH + timedelta(hours=lo)).date())
+        last = min(days[1], (_UNIX_EPOCH + timedelta(hours=hi - 1)).date())
+        while day <= last:
+            if _covers(covered, days_to_hours(day, day)):
+                whole.append(day)
+            day += timedelta(days=1)
+    return (min(whole), max(whole)) if whole else None
 
 
 def _done_spans(conn: sqlite3.Connection, campaign_id: int | None) -> list[list[int]]:
@@ -447,8 +497,14 @@ def run_sync(
                     break
                 hold("between-windows")
         # fetch + load: the API's daily reports, to reconcile the hours against
-        if result.status == "running" and plan.report_days and not options.dry_run:
-            _sync_reports(conn, client, result, *plan.report_days)
+        report_days = plan.report_days
+        if plan.sync_type == "historical" and report_days:
+            # Only now is it known which days the windows left wholly read.
+            report_days = whole_days(
+                conn, report_days, [(plan.start_hour, plan.end_hour)]
+            )
+        if result.status == "running" and report_days and not options.dry_run:
+            _sync_reports(conn, client, result, *report_days)
 
         if len(windows) < len(plan.windows):
             result.note = (
@@ -509,21 +565,29 @@ def _sync_reports(
     first: date,
     last: date,
 ) -> None:
-    """Keep the API's daily reports; a failure here is a warning, not a failed sync."""
-    try:
-        rows = client.fetch_reports(first.isoformat(), last.isoformat())
-    except ApiError as exc:
-        log.warning(
-            "Daily reports for %s to %s were not read (%s); the next sync reads them "
-            "and `status --detailed` reconciles the days it has.",
-            first,
-            last,
-            exc,
-        )
-        return
-    with transaction(conn):
-        result.report_rows = store_reports(conn, rows, first, last, result.sync_id)
-    log.info("Kept %d daily report rows for %s to %s", result.report_rows, first, last)
+    """Keep the API's daily reports; a failure here is a warning, not a failed sync.
+
+    A long range (a historical load) is read a month at a time, so that no answer holds
+    more than about 31 days of every campaign.
+    """
+    while first <= last:
+        chunk_last = min(last, first + timedelta(days=REPORT_CHUNK_DAYS - 1))
+        try:
+            rows = client.fetch_reports(first.isoformat(), chunk_last.isoformat())
+        except ApiError as exc:
+            log.warning(
+                "Daily reports for %s to %s were not read (%s); the next sync reads "
+                "them and `status --detailed` reconciles the days it has.",
+                first,
+                chunk_last,
+                exc,
+            )
+            return
+        with transaction(conn):
+            kept = store_reports(conn, rows, first, chunk_last, result.sync_id)
+        result.report_rows += kept
+        log.info("Kept %d daily report rows for %s to %s", kept, first, chunk_last)
+        first = chunk_last + timedelta(days=1)
 
 
 def _sync_campaigns(

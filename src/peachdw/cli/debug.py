@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
@@ -15,6 +16,7 @@ from peachdw.cli.base import cli, console, global_options, setup
 from peachdw.errors import PeachDWError
 from peachdw.hours import current_hour, day_spans, hour_text
 from peachdw.metrics import REPORT_METRICS
+from peachdw.report import hourly_day_sums
 from peachdw.rules import TIERS
 
 #: Days of the coverage grid.
@@ -54,6 +56,9 @@ def debug_campaign(ctx: click.Context, campaign_id: int, as_json: bool) -> None:
     now_hour = current_hour()
     zone = settings.reporting.zone()
     names = metrics.of(conn)
+    # The syncs listed are those of the grid's days: from midnight GRID_DAYS - 1 ago.
+    today = datetime.fromtimestamp(now_hour * 3600, zone).date()
+    state_start = day_spans(today - timedelta(days=GRID_DAYS - 1), today, zone)[0][1]
     rules = [quality.parse_rule(text, names) for text in settings.quality.plausibility]
     state = {
         "campaign": dict(row),
@@ -65,7 +70,7 @@ def debug_campaign(ctx: click.Context, campaign_id: int, as_json: bool) -> None:
         "violations": quality.violations(
             conn, rules, 0, now_hour + 1, campaign_id=campaign_id, limit=50
         )[1],
-        "syncs": _syncs(conn, campaign_id),
+        "syncs": _syncs(conn, campaign_id, state_start),
     }
     conn.close()
     if as_json:
@@ -159,30 +164,87 @@ def _recent(
 def _reconciliation(
     conn: sqlite3.Connection, campaign_id: int, now_hour: int, settings: Any
 ) -> dict[str, Any]:
-    days = quality.report_days(now_hour, max(settings.quality.reconcile_days, 1))
-    assert days is not None
+    """Per UTC day of the last GRID_DAYS with a report kept: the warehouse's and the
+    API's totals of the reported metrics, and the differences beyond the tolerance."""
+    last = quality.utc_day(now_hour) - timedelta(days=1)
+    first = last - timedelta(days=GRID_DAYS - 1)
     found = quality.reconcile(
-        conn, *days, tolerance=settings.quality.tolerance, campaign_id=campaign_id
+        conn, first, last, tolerance=settings.quality.tolerance, campaign_id=campaign_id
     )
+    days = []
+    if found.first_day is not None:
+        reported = [
+            date.fromisoformat(row[0])
+            for row in conn.execute(
+                "SELECT day FROM api_report_days WHERE day >= ? AND day <= ? "
+                "ORDER BY day",
+                (found.first_day, found.last_day),
+            )
+        ]
+        spans = [
+            span
+            for span in day_spans(reported[0], reported[-1], ZoneInfo("UTC"))
+            if span[0] in reported
+        ]
+        stored = {
+            row[0]: tuple(row[2:])
+            for row in hourly_day_sums(conn, spans, REPORT_METRICS, campaign_id)
+        }
+        api = {
+            row[0]: tuple(row[1:])
+            for row in conn.execute(
+                f"SELECT day, {', '.join(REPORT_METRICS)} FROM api_reports "
+                "WHERE campaign_id = ? AND day >= ? AND day <= ?",
+                (campaign_id, found.first_day, found.last_day),
+            )
+        }
+        # A day the API leaves out, or the warehouse holds no hour of, had no activity.
+        zero = (0,) * len(REPORT_METRICS)
+        for day, _, _ in spans:
+            ours = stored.get(day.isoformat(), zero)
+            theirs = api.get(day.isoformat(), zero)
+            days.append(
+                {
+                    "day": day.isoformat(),
+                    "warehouse": dict(zip(REPORT_METRICS, ours, strict=True)),
+                    "api": dict(zip(REPORT_METRICS, theirs, strict=True)),
+                    "difference": {
+                        metric: mine - reported
+                        for metric, mine, reported in zip(
+                            REPORT_METRICS, ours, theirs, strict=True
+                        )
+                    },
+                }
+            )
     return {
         "first_day": found.first_day,
         "last_day": found.last_day,
         "days_with_reports": found.days,
+        "days": days,
         "differences": found.differences,
     }
 
 
-def _syncs(conn: sqlite3.Connection, campaign_id: int) -> list[dict[str, Any]]:
-    """Syncs whose rows this campaign's stored hours carry, and syncs aimed at it."""
+def _syncs(
+    conn: sqlite3.Connection, campaign_id: int, start_hour: int
+) -> list[dict[str, Any]]:
+    """Syncs whose rows this campaign's stored hours carry, syncs aimed at it, and syncs
+    whose finished windows read it (for all campaigns or for it) from `start_hour` on."""
     return [
         dict(row)
         for row in conn.execute(
             "SELECT s.id, s.sync_type, s.status, s.started_at, "
-            "coalesce(t.hours, 0) AS hours_written FROM sync_history AS s "
+            "coalesce(t.hours, 0) AS hours_written, "
+            "coalesce(r.hours, 0) AS hours_read FROM sync_history AS s "
             "LEFT JOIN (SELECT sync_id, count(*) AS hours FROM hourly_data "
             "WHERE campaign_id = :id GROUP BY sync_id) AS t ON t.sync_id = s.id "
-            "WHERE t.sync_id IS NOT NULL OR s.campaign_id = :id ORDER BY s.id DESC",
-            {"id": campaign_id},
+            "LEFT JOIN (SELECT sync_id, sum(end_hour - max(start_hour, :start)) "
+            "AS hours FROM sync_windows WHERE status = 'done' "
+            "AND (campaign_id IS NULL OR campaign_id = :id) "
+            "AND end_hour > :start GROUP BY sync_id) AS r ON r.sync_id = s.id "
+            "WHERE t.sync_id IS NOT NULL OR r.sync_id IS NOT NULL OR s.campaign_id = :id "
+            "ORDER BY s.id DESC",
+            {"id": campaign_id, "start": start_hour},
         )
     ]
 
@@ -237,17 +299,31 @@ def _show(state: dict[str, Any], zone: str) -> None:
     recon = state["reconciliation"]
     if not recon["days_with_reports"]:
         console.print("Totals against the API: no API reports kept for recent days.")
-    elif recon["differences"]:
-        table = Table(title="Daily totals that differ from the API's reports")
-        for column in ("day", "metric", "warehouse", "API", "difference"):
-            table.add_column(column)
-        for d in recon["differences"]:
-            table.add_row(d.day, d.metric, str(d.warehouse), str(d.api), f"{d.delta:+}")
-        console.print(table)
     else:
+        table = Table(
+            title="UTC daily totals against the API's reports: warehouse / API "
+            "(difference)"
+        )
+        for column in ("day", *REPORT_METRICS):
+            table.add_column(column)
+        for day in recon["days"]:
+            table.add_row(
+                day["day"],
+                *(
+                    f"{day['warehouse'][m]:,} / {day['api'][m]:,}"
+                    + (f" ({day['difference'][m]:+,})" if day["difference"][m] else "")
+                    for m in REPORT_METRICS
+                ),
+            )
+        console.print(table)
+        differing = {d.day for d in recon["differences"]}
         console.print(
-            f"Totals against the API: every day {recon['first_day']} to "
-            f"{recon['last_day']} agrees."
+            f"Totals against the API, {recon['first_day']} to {recon['last_day']}: "
+            + (
+                f"{len(differing)} day(s) differ beyond quality.tolerance."
+                if differing
+                else "every day agrees."
+            )
         )
 
     if state["violations"]:
@@ -261,8 +337,11 @@ def _show(state: dict[str, Any], zone: str) -> None:
     else:
         console.print("Plausibility: every stored hour keeps the rules.")
 
-    syncs = Table(title="Syncs that touched it")
-    for column in ("id", "type", "status", "started", "hours it wrote"):
+    syncs = Table(
+        title=f"Syncs that touched it: wrote its stored hours, or read it in the last "
+        f"{GRID_DAYS} days"
+    )
+    for column in ("id", "type", "status", "started", "hours it wrote", "hours read"):
         syncs.add_column(column)
     for row in state["syncs"][:20]:
         syncs.add_row(
@@ -271,5 +350,6 @@ def _show(state: dict[str, Any], zone: str) -> None:
             row["status"],
             row["started_at"],
             str(row["hours_written"]),
+            str(row["hours_read"]),
         )
     console.print(syncs)

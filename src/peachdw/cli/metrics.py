@@ -59,7 +59,7 @@ def metrics_list(ctx: click.Context, as_json: bool) -> None:
         )
         return
     fields = Table(title=f"Fields of {metrics.METRICS_ENDPOINT} that are not metrics")
-    for column in ("field", "first seen", "last seen", "rows"):
+    for column in ("field", "first seen", "last seen", "rows read, re-reads included"):
         fields.add_column(column)
     for field in unknown:
         fields.add_row(
@@ -125,8 +125,8 @@ def metrics_add(ctx: click.Context, name: str) -> None:
         )
     else:
         console.print(
-            f"The API has sent {name} since {added.seen.first_seen_at} "
-            f"({added.seen.occurrences:,} rows)."
+            f"The API has sent {name} since {added.seen.first_seen_at}, in "
+            f"{added.seen.occurrences:,} rows read (an hour read again counts again)."
         )
     if held is not None and added.seen is not None:
         first, last = held

@@ -37,6 +37,8 @@ from peachdw.sync import (
 MAX_PROBLEM_LINES = 100
 #: Rows of the differences table `status --detailed` shows; --json has them all.
 MAX_TABLE_ROWS = 100
+#: Rows of the never-read campaign-days table `status --detailed` shows.
+MAX_GAP_ROWS = 30
 
 # -- status ---------------------------------------------------------------------------
 
@@ -105,7 +107,7 @@ def status(ctx: click.Context, check: bool, detailed: bool, as_json: bool) -> No
         if len(problems) > MAX_PROBLEM_LINES:
             click.echo(
                 f"PROBLEM: ... and {len(problems) - MAX_PROBLEM_LINES:,} more; "
-                "`peachdw status --detailed` lists them all."
+                "`peachdw status --check --json` lists them all."
             )
     if problems:
         ctx.exit(1)
@@ -138,6 +140,24 @@ def show_detailed(state: dict[str, Any]) -> None:
             f"Freshness: the newest synced hour is {fresh['newest_synced_hour']}, "
             f"{fresh['lag_hours']} hours ago (limit {fresh['max_lag_hours']})."
         )
+    if fresh["serving_campaigns"]:
+        # Never read first, then the most hours behind; the up-to-date ones are left out.
+        behind = sorted(
+            (row for row in fresh["campaigns"] if row["lag_hours"] != 0),
+            key=lambda row: (row["lag_hours"] is not None, -(row["lag_hours"] or 0)),
+        )
+        worst = ", ".join(
+            f"{row['id']} ("
+            + ("never read" if row["lag_hours"] is None else f"{row['lag_hours']} h")
+            + ")"
+            for row in behind[:5]
+        )
+        console.print(
+            f"Serving campaigns read within {fresh['max_lag_hours']} hours: "
+            f"{fresh['serving_campaigns_within_max_lag']} of "
+            f"{fresh['serving_campaigns']}"
+            + (f"; most behind: {worst} (all: --json)." if worst else ".")
+        )
     quiet = fresh["quiet_serving_campaigns"]
     if quiet:
         table = Table(
@@ -166,7 +186,7 @@ def show_detailed(state: dict[str, Any]) -> None:
         )
         for column in ("campaign", "day", "hours in day", "hours missing"):
             table.add_column(column)
-        for gap in done["gaps"][:30]:
+        for gap in done["gaps"][:MAX_GAP_ROWS]:
             table.add_row(
                 str(gap.campaign_id),
                 gap.day,
@@ -174,6 +194,12 @@ def show_detailed(state: dict[str, Any]) -> None:
                 str(gap.missing_hours),
             )
         console.print(table)
+        hidden = len(done["gaps"]) - MAX_GAP_ROWS
+        if hidden > 0:
+            console.print(
+                f"... and {hidden:,} more campaign-days with hours never read; "
+                "`peachdw status --detailed --json` lists them all."
+            )
 
     recon = state["reconciliation"]
     if not recon["days_with_reports"]:
@@ -204,7 +230,10 @@ def show_detailed(state: dict[str, Any]) -> None:
         console.print(table)
         hidden = len(recon["differences"]) - MAX_TABLE_ROWS
         if hidden > 0:
-            console.print(f"... and {hidden:,} more differences (all of them: --json).")
+            console.print(
+                f"... and {hidden:,} more differences; "
+                "`peachdw status --detailed --json` lists them all."
+            )
 
     mapping = state["mapping"]
     console.print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -34,7 +35,7 @@ from peachdw.hours import (
 )
 from peachdw.lock import SyncLock
 from peachdw.progress import WindowProgress
-from peachdw.quality import reconcile, report_days
+from peachdw.quality import completeness, quality_days, reconcile, report_days
 from peachdw.sync import (
     SyncOptions,
     SyncPlan,
@@ -91,7 +92,7 @@ def init(ctx: click.Context) -> None:
 @click.option(
     "--heal",
     is_flag=True,
-    help="Re-read only the hours of the reconciled days that were never read or whose "
+    help="Re-read only the hours that status counts as never read and the UTC days whose "
     "sums differ from the API's reports, and say what that fixed.",
 )
 @click.pass_context
@@ -109,7 +110,7 @@ def sync(ctx: click.Context, full: bool, heal: bool) -> None:
         if start_date
         else None,
     )
-    _run(settings, sync_options, "peachdw sync", heal=heal)
+    _run(settings, sync_options, "peachdw sync", heal=heal, verbose=options.verbose)
 
 
 @cli.command("sync-historical")
@@ -213,6 +214,7 @@ def _run(
     *,
     historical: tuple[int, int, int | None, bool] | None = None,
     heal: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Take the lock, plan, sync with progress, print the summary; raise on failure."""
     client = make_client(settings)
@@ -248,7 +250,7 @@ def _run(
 
     print_sync(result)
     if heal and result.status == "success" and not sync_options.dry_run:
-        _report_heal(settings, sync_options, before)
+        _report_heal(settings, sync_options, before, verbose=verbose)
     if result.status != "success":
         rerun = (
             "Run the same `peachdw sync-historical` with --resume to read what is missing."
@@ -261,47 +263,78 @@ def _run(
         raise error
 
 
+#: `sync --heal` names the campaign-days it fixed when there are at most this many.
+MAX_FIXED_LISTED = 10
+
+
+@dataclass(frozen=True)
+class HealState:
+    """What a heal is about: the differing campaign-days and the never-read hours."""
+
+    differing: frozenset[tuple[int, str]]
+    #: Serving campaign-hours of the days status checks that no finished window read.
+    unread_hours: int
+
+
+def _heal_state(conn: sqlite3.Connection, options: SyncOptions) -> HealState:
+    now_hour = current_hour()
+    days = report_days(now_hour, options.reconcile_days)
+    differing = (
+        reconcile(conn, *days, tolerance=options.tolerance).differing_campaign_days
+        if days
+        else set()
+    )
+    first, last = quality_days(now_hour, options.reconcile_days, options.zone)
+    _, gaps = completeness(conn, first, last, options.zone, now_hour)
+    return HealState(frozenset(differing), sum(gap.missing_hours for gap in gaps))
+
+
 def _plan_heal(
     conn: sqlite3.Connection, options: SyncOptions
-) -> tuple[SyncPlan | None, int]:
-    """The heal plan and the differing campaign-days before it; None: nothing to do."""
-    now_hour = current_hour()
-    plan = plan_heal(conn, options, now_hour)
-    days = report_days(now_hour, options.reconcile_days)
-    before = (
-        len(reconcile(conn, *days, tolerance=options.tolerance).differing_campaign_days)
-        if days
-        else 0
-    )
+) -> tuple[SyncPlan | None, HealState]:
+    """The heal plan and what it is about; None: nothing to do."""
+    plan = plan_heal(conn, options, current_hour())
+    before = _heal_state(conn, options)
     if not plan.windows:
         console.print(
-            "Nothing to heal: every hour of the reconciled days was read and their sums "
-            "agree with the API's reports."
+            "Nothing to heal: every hour of the days status checks was read and their "
+            "sums agree with the API's reports."
         )
         return None, before
     console.print(
-        f"Healing {before} campaign-day(s) that differ from the API's reports and the "
-        f"hours never read: {len(plan.windows)} window(s), "
-        f"{span_text(plan.start_hour, plan.end_hour)}."
+        f"Healing {len(before.differing)} campaign-day(s) that differ from the API's "
+        f"reports and {before.unread_hours:,} serving campaign-hour(s) never read: "
+        f"{len(plan.windows)} window(s), {span_text(plan.start_hour, plan.end_hour)}."
     )
     return plan, before
 
 
-def _report_heal(settings: Settings, options: SyncOptions, before: int) -> None:
+def _report_heal(
+    settings: Settings, options: SyncOptions, before: HealState, *, verbose: bool
+) -> None:
     conn = db.open_warehouse(settings.database.path)
-    days = report_days(current_hour(), options.reconcile_days)
-    found = reconcile(conn, *days, tolerance=options.tolerance) if days else None
+    after = _heal_state(conn, options)
     conn.close()
-    after = len(found.differing_campaign_days) if found else 0
+    fixed = sorted(before.differing - after.differing, key=lambda key: (key[1], key[0]))
+    filled = max(before.unread_hours - after.unread_hours, 0)
     console.print(
-        f"Heal: {max(before - after, 0)} of {before} differing campaign-day(s) fixed; "
-        f"{after} still differ."
+        f"Heal: {len(fixed)} of {len(before.differing)} differing campaign-day(s) fixed; "
+        f"{len(after.differing)} still differ. {filled:,} of {before.unread_hours:,} "
+        f"never-read campaign-hour(s) filled; {after.unread_hours:,} still never read."
     )
-    if after:
+    if fixed and (verbose or len(fixed) <= MAX_FIXED_LISTED):
+        console.print(
+            "Fixed: "
+            + ", ".join(f"campaign {campaign} on {day}" for campaign, day in fixed)
+            + "."
+        )
+    elif fixed:
+        console.print(f"(--verbose lists the {len(fixed)} campaign-days fixed.)")
+    if after.differing:
         raise SyncError(
-            f"{after} campaign-day(s) still differ from the API's reports after the "
-            "heal; `peachdw status --detailed` lists them. If the API's hours are still "
-            "wrong, ask its owners; otherwise run `peachdw sync --heal` again."
+            f"{len(after.differing)} campaign-day(s) still differ from the API's reports "
+            "after the heal; `peachdw status --detailed` lists them. If the API's hours "
+            "are still wrong, ask its owners; otherwise run `peachdw sync --heal` again."
         )
 
 
