@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -342,8 +343,77 @@ def test_export_of_an_empty_period_warns_with_what_is_held(synced):
         ["export", "--start-date", "2001-01-01", "--end-date", "2001-01-31"], synced
     )
     assert result.returncode == 0
-    assert "No hourly data in this period; the warehouse holds" in result.stderr
+    assert (
+        "No hour of 2001-01-01 to 2001-01-31 has been synced, so the report is empty "
+        "(the warehouse holds 20"
+    ) in result.stderr
+    assert (
+        "`peachdw sync-historical --start-date 2001-01-01 --end-date 2001-01-31` "
+        "reads the hours missing."
+    ) in result.stderr
     assert "Daily 0 rows" in result.stdout
+
+
+def test_export_warns_of_days_the_syncs_left_short(synced):
+    conn = sqlite3.connect(synced / "data" / "datawarehouse.db")
+    (first,) = conn.execute("SELECT min(start_hour) FROM sync_windows").fetchone()
+    conn.close()
+    first_day = datetime.fromtimestamp(first * 3600, UTC).date()
+    before = first_day - timedelta(days=3)
+
+    result = run(["export", "--start-date", str(before), "--dry-run"], synced)
+
+    assert result.returncode == 0, result.stderr
+    # The first sync starts at the hour it ran, so its first day is partly read,
+    # unless it ran in the first hour of a UTC day.
+    read = 24 - first % 24
+    partial = f", {first_day} ({read} of 24 hours read)" if read < 24 else ""
+    last_unread = first_day if read < 24 else first_day - timedelta(days=1)
+    assert (
+        f"Days not wholly synced, whose totals are short: {before} to "
+        f"{first_day - timedelta(days=1)} (not read){partial}"
+    ) in result.stderr
+    assert f"--start-date {before} --end-date {last_unread}` reads" in result.stderr
+
+
+def test_export_of_a_period_to_come_says_so(synced):
+    result = run(
+        ["export-month", "--month", "1", "--year", "2100", "--dry-run"], synced
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2100-01-01 to 2100-01-31 has not begun yet" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--start-date", "2100-01-01"],
+            "Invalid value for --start-date: 2100-01-01 is after the last day the "
+            "warehouse holds",
+        ),
+        (
+            ["--end-date", "2001-01-01"],
+            "Invalid value for --end-date: 2001-01-01 is before the first day the "
+            "warehouse holds",
+        ),
+        (
+            ["--start-date", "20010101"],
+            "'20010101' is not a date; use YYYY-MM-DD.",
+        ),
+        (
+            ["--output", "report.xlsx"],
+            "report.xlsx names a workbook but --format is csv; add --format xlsx",
+        ),
+    ],
+    ids=["start-after-held", "end-before-held", "basic-date", "csv-as-xlsx"],
+)
+def test_export_refuses_a_period_or_target_that_cannot_be_meant(synced, args, message):
+    result = run(["export", *args], synced)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (synced / "report.xlsx").exists()
 
 
 def test_demo_keeps_to_its_own_file(tmp_path):

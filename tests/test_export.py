@@ -16,7 +16,13 @@ from peachdw.errors import ExportError
 from peachdw.export import CsvWriter, export_report, guard_cell
 from peachdw.hours import day_spans
 from peachdw.metrics import BUILTIN_METRICS
-from peachdw.report import ReportPeriod, _hour_day, build_tabs
+from peachdw.report import (
+    ReportPeriod,
+    _hour_day,
+    build_tabs,
+    describe_short_days,
+    short_days,
+)
 from peachdw.xlsx import EXCEL_CELL_UNITS, XlsxWriter, fit_text, utf16_units
 
 UTC = ZoneInfo("UTC")
@@ -479,3 +485,63 @@ def test_export_month_workbook_agrees_with_itself_and_the_database(
                 assert sum(r[m] for r in children) == parent[m], (key, m)
     networks = [r for r in hierarchy if r["level"] == "Network"]
     assert [sum(r[m] for r in networks) for m in BUILTIN_METRICS] == grand
+
+
+def test_short_days_come_from_the_sync_ledger_in_the_reporting_zone(warehouse):
+    # Read: 2025-08-01 00:00Z to 08-02 10:00Z and 08-04 00:00Z to 08-05 00:00Z; a
+    # window for one campaign only and a failed window count for nothing.
+    day = HOUR_2025_08_01
+    with transaction(warehouse):
+        warehouse.execute(
+            "INSERT INTO sync_history (id, sync_type, status, started_at) "
+            "VALUES (1, 'incremental', 'success', '2025-08-05T00:00:00Z')"
+        )
+        warehouse.executemany(
+            "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+            "finished_at) VALUES (1, ?, ?, ?, '2025-08-05T00:00:00Z')",
+            [
+                (day, day + 24, "done"),
+                (day + 24, day + 34, "done"),
+                (day + 34, day + 48, "failed"),
+                (day + 72, day + 96, "done"),
+            ],
+        )
+        warehouse.execute("INSERT INTO campaigns (id, name) VALUES (7, 'x')")
+        warehouse.execute(
+            "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+            "finished_at, campaign_id) VALUES (1, ?, ?, 'done', 'x', 7)",
+            (day + 48, day + 72),
+        )
+    period = ReportPeriod(date(2025, 7, 31), date(2025, 8, 6), UTC)
+    now = day + 24 * 5 + 6  # 2025-08-06 06:00Z: six hours of the last day are over
+
+    short = short_days(warehouse, period, now)
+
+    assert [(d.day.isoformat(), d.hours, d.read, d.to_come) for d in short] == [
+        ("2025-07-31", 24, 0, 0),
+        ("2025-08-02", 24, 10, 0),
+        ("2025-08-03", 24, 0, 0),
+        ("2025-08-05", 24, 0, 0),
+        ("2025-08-06", 24, 0, 18),
+    ]
+    assert describe_short_days(short) == (
+        "2025-07-31 (not read), 2025-08-02 (10 of 24 hours read), 2025-08-03 "
+        "(not read), 2025-08-05 (not read), 2025-08-06 (0 of 24 hours read)"
+    )
+    assert describe_short_days(short, limit=2).endswith(", and 3 more")
+
+    # In Berlin the same ledger cuts other days: 08-01 starts at 07-31 22:00Z.
+    berlin = ReportPeriod(date(2025, 8, 1), date(2025, 8, 1), ZoneInfo("Europe/Berlin"))
+    assert [(d.read, d.hours) for d in short_days(warehouse, berlin, now)] == [(22, 24)]
+
+
+def test_consecutive_days_in_one_state_are_one_run():
+    from peachdw.report import DayCoverage
+
+    days = [DayCoverage(date(2025, 3, n), 24, 0, 0) for n in (1, 2, 3, 5)]
+    days.append(DayCoverage(date(2025, 3, 30), 23, 0, 23))
+    days.append(DayCoverage(date(2025, 3, 31), 24, 0, 24))
+    assert describe_short_days(days) == (
+        "2025-03-01 to 2025-03-03 (not read), 2025-03-05 (not read), "
+        "2025-03-30 to 2025-03-31 (still to come)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 
@@ -16,6 +17,17 @@ def hour_text(unix_hour: int | None) -> str:
     if unix_hour is None:
         return "-"
     return datetime.fromtimestamp(unix_hour * 3600, UTC).strftime("%Y-%m-%d %H:00 UTC")
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Half-open ranges of hours, sorted by start, merged where they touch or overlap."""
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
 
 
 def span_text(start_hour: int, end_hour: int) -> str:

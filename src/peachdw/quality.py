@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from peachdw.db import utc_now
 from peachdw.errors import ConfigError
-from peachdw.hours import day_spans
+from peachdw.hours import day_spans, merge_spans
 from peachdw.metrics import BUILTIN_METRICS, REPORT_METRICS
 from peachdw.report import hourly_day_sums
 
@@ -216,18 +216,13 @@ def covered_spans(
     conn: sqlite3.Connection, campaign_id: int | None = None
 ) -> list[tuple[int, int]]:
     """Hours read by finished sync windows for every campaign (or this one), merged."""
-    rows = conn.execute(
-        "SELECT start_hour, end_hour FROM sync_windows WHERE status = 'done' "
-        "AND (campaign_id IS NULL OR campaign_id IS ?) ORDER BY start_hour",
-        (campaign_id,),
+    return merge_spans(
+        conn.execute(
+            "SELECT start_hour, end_hour FROM sync_windows WHERE status = 'done' "
+            "AND (campaign_id IS NULL OR campaign_id IS ?) ORDER BY start_hour",
+            (campaign_id,),
+        )
     )
-    spans: list[list[int]] = []
-    for start, end in rows:
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], end)
-        else:
-            spans.append([start, end])
-    return [(start, end) for start, end in spans]
 
 
 def uncovered(spans: list[tuple[int, int]], start: int, end: int) -> int:
@@ -330,18 +325,15 @@ def unread_hours(
 ) -> list[tuple[int, int]]:
     """The hours `completeness` counts as never read, for any serving campaign, as
     merged [start, end) runs: what `sync --heal` reads for completeness."""
-    runs = sorted(
-        run
-        for _, _, lo, hi, spans in _serving_day_spans(conn, first, last, zone, end_hour)
-        for run in uncovered_spans(spans, lo, hi)
+    return merge_spans(
+        sorted(
+            run
+            for _, _, lo, hi, spans in _serving_day_spans(
+                conn, first, last, zone, end_hour
+            )
+            for run in uncovered_spans(spans, lo, hi)
+        )
     )
-    merged: list[list[int]] = []
-    for lo, hi in runs:
-        if merged and lo <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return [(lo, hi) for lo, hi in merged]
 
 
 # -- plausibility --------------------------------------------------------------------

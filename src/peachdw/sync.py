@@ -25,7 +25,7 @@ from peachdw import loader, metrics, rollup, rules
 from peachdw.client import PeachClient, window_bounds
 from peachdw.db import transaction, utc_now
 from peachdw.errors import ApiError, SyncError
-from peachdw.hours import current_hour, days_to_hours, span_text
+from peachdw.hours import current_hour, days_to_hours, merge_spans, span_text
 from peachdw.quality import (
     coverage_start,
     quality_days,
@@ -266,15 +266,11 @@ def whole_days(
     A report of a day read in part (a local day's edge, a date range cut in another zone)
     would show the hours never read as differences.
     """
-    spans = sorted(
-        [*(tuple(span) for span in _done_spans(conn, None)), *map(tuple, reading)]
+    covered = merge_spans(
+        sorted(
+            [*(tuple(span) for span in _done_spans(conn, None)), *map(tuple, reading)]
+        )
     )
-    covered: list[list[int]] = []
-    for lo, hi in spans:
-        if covered and lo <= covered[-1][1]:
-            covered[-1][1] = max(covered[-1][1], hi)
-        else:
-            covered.append([lo, hi])
     whole = []
     for lo, hi in reach:
         day = max(days[0], (_UNIX_EPOCH + timedelta(hours=lo)).date())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import sys
 import traceback
@@ -233,10 +234,16 @@ def make_client(settings: Settings) -> PeachClient:
     )
 
 
+DAY_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def parse_day(value: str | None, flag: str) -> date | None:
     if value is None:
         return None
     try:
+        # fromisoformat also takes 20250801 and 2025-W31-5; the help promises one form.
+        if not DAY_FORMAT.fullmatch(value):
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(

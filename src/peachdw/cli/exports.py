@@ -23,8 +23,18 @@ from peachdw.export import (
     record_refusal,
 )
 from peachdw.export import file_stem as export_file_stem
-from peachdw.hours import month_days, parse_month
-from peachdw.report import TAB_NAMES, ReportPeriod, build_tabs, held_days
+from peachdw.hours import current_hour, month_days, parse_month
+from peachdw.report import (
+    TAB_NAMES,
+    ReportPeriod,
+    build_tabs,
+    describe_short_days,
+    held_days,
+    short_days,
+)
+
+#: Suffixes of spreadsheet workbooks, which a CSV export must not be written under.
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 
 
 def _report_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,7 +133,11 @@ def export_month(ctx: click.Context, month: str, year: int, **kw: Any) -> None:
 def export_daterange(
     ctx: click.Context, start_date: str, end_date: str, **kw: Any
 ) -> None:
-    """Write the report for a range of days, by default to Google Sheets."""
+    """Write the report for a range of days, by default to Google Sheets.
+
+    Sheets needs credentials once (sheets.credentials; docs/exports.md says how);
+    --format xlsx or csv writes a file instead.
+    """
     options, settings = setup(ctx)
     first = parse_day(start_date, "--start-date")
     last = parse_day(end_date, "--end-date")
@@ -158,6 +172,16 @@ def run_export(
             "--spreadsheet-id writes into a spreadsheet, --spreadsheet-title creates "
             "one; give one of them."
         )
+    if (
+        fmt == "csv"
+        and output is not None
+        and output.suffix.lower() in WORKBOOK_SUFFIXES
+    ):
+        raise click.BadParameter(
+            f"{output} names a workbook but --format is csv; add --format xlsx, or "
+            "give a .csv file or a folder.",
+            param_hint="--output",
+        )
     if fmt == "xlsx" and output == Path("-"):
         raise click.BadParameter(
             "an Excel workbook cannot go to standard output; give a .xlsx file, or "
@@ -170,20 +194,23 @@ def run_export(
     zone = settings.reporting.zone()
     held = held_days(conn, zone)
     today = datetime.now(zone).date()
-    period = ReportPeriod(
-        first or (held[0] if held else today),
-        last or (held[1] if held else today),
-        zone,
-    )
-    if held is None or period.last < held[0] or period.first > held[1]:
-        span = f"{held[0]} to {held[1]}" if held else "nothing yet"
-        log.warning("No hourly data in this period; the warehouse holds %s.", span)
-    elif period.first < held[0] or period.last > held[1]:
-        log.warning(
-            "The warehouse holds %s to %s; the report's other days are empty.",
-            held[0],
-            held[1],
+    period_first = first or (held[0] if held else today)
+    period_last = last or (held[1] if held else today)
+    if period_first > period_last:
+        conn.close()
+        bound = "the last day the warehouse holds" if held else "today"
+        if first is not None:
+            raise click.BadParameter(
+                f"{first} is after {bound} ({period_last}); give --end-date as well.",
+                param_hint="--start-date",
+            )
+        bound = "the first day the warehouse holds" if held else "today"
+        raise click.BadParameter(
+            f"{last} is before {bound} ({period_first}); give --start-date as well.",
+            param_hint="--end-date",
         )
+    period = ReportPeriod(period_first, period_last, zone)
+    warn_short_days(conn, period, held)
 
     # With the report on standard output, everything else goes to stderr.
     say = Console(stderr=True, highlight=False) if output == Path("-") else console
@@ -224,7 +251,10 @@ def run_export(
     result = export_report(conn, period, writer, fmt=fmt, tabs=names)
     conn.close()
     if result.note:
-        say.print(f"Stopped early: {result.note} (export {result.export_id})")
+        say.print(
+            f"Stopped early: {result.note} (export {result.export_id})",
+            soft_wrap=True,
+        )
         return result
     counts = ", ".join(
         f"{name} {rows:,} rows" for name, rows in result.tab_rows.items()
@@ -235,6 +265,47 @@ def run_export(
         soft_wrap=True,
     )
     return result
+
+
+def warn_short_days(
+    conn: Any, period: ReportPeriod, held: tuple[date, date] | None
+) -> None:
+    """Warn about the period's days that no sync has wholly read: their totals are
+    short, and a report would otherwise show them as quiet days."""
+    short = short_days(conn, period, current_hour())
+    if not short:
+        return
+
+    if short[0].to_come == short[0].hours:
+        log.warning(
+            "%s to %s has not begun yet, so the report is empty.",
+            period.first,
+            period.last,
+        )
+        return
+    unread = [item.day for item in short if item.to_come < item.hours - item.read]
+    load = (
+        f" `peachdw sync-historical --start-date {unread[0]} --end-date {unread[-1]}` "
+        "reads the hours missing."
+        if unread
+        else ""
+    )
+    if len(short) == len(period.spans()) and not any(item.read for item in short):
+        holds = f"{held[0]} to {held[1]}" if held else "nothing yet"
+        log.warning(
+            "No hour of %s to %s has been synced, so the report is empty (the "
+            "warehouse holds %s).%s",
+            period.first,
+            period.last,
+            holds,
+            load,
+        )
+        return
+    log.warning(
+        "Days not wholly synced, whose totals are short: %s.%s",
+        describe_short_days(short),
+        load,
+    )
 
 
 def _tab_names(tabs: tuple[str, ...], daily: bool) -> tuple[str, ...]:
