@@ -282,23 +282,20 @@ def whole_days(
     return (min(whole), max(whole)) if whole else None
 
 
-def _done_spans(conn: sqlite3.Connection, campaign_id: int | None) -> list[list[int]]:
+def _done_spans(
+    conn: sqlite3.Connection, campaign_id: int | None
+) -> list[tuple[int, int]]:
     """Finished windows for this scope, merged into disjoint spans."""
-    rows = conn.execute(
-        "SELECT start_hour, end_hour FROM sync_windows WHERE status = 'done' "
-        "AND (campaign_id IS NULL OR campaign_id = ?) ORDER BY start_hour",
-        (campaign_id,),
+    return merge_spans(
+        conn.execute(
+            "SELECT start_hour, end_hour FROM sync_windows WHERE status = 'done' "
+            "AND (campaign_id IS NULL OR campaign_id = ?) ORDER BY start_hour",
+            (campaign_id,),
+        )
     )
-    spans: list[list[int]] = []
-    for start, end in rows:
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], end)
-        else:
-            spans.append([start, end])
-    return spans
 
 
-def _covers(spans: list[list[int]], window: tuple[int, int]) -> bool:
+def _covers(spans: list[tuple[int, int]], window: tuple[int, int]) -> bool:
     return any(start <= window[0] and window[1] <= end for start, end in spans)
 
 
