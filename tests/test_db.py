@@ -392,3 +392,68 @@ def test_an_unopenable_file_is_explained_by_its_cause(
         f"Cannot open the database {tmp_path / 'w.db'}: "
     )
     assert remedy in str(raised.value)
+
+
+def _fill_like_syncs(conn: sqlite3.Connection, campaigns: int, windows: int) -> None:
+    """Hours as syncs write them: window after window, each campaign's new hours at
+    the end of its own key range, in the middle of the table."""
+    with db.transaction(conn):
+        conn.executemany(
+            "INSERT INTO campaigns (id, name) VALUES (?, ?)",
+            [(c, f"campaign {c}") for c in range(1, campaigns + 1)],
+        )
+    for window in range(windows):
+        with db.transaction(conn):
+            conn.executemany(
+                "INSERT INTO hourly_data (campaign_id, unix_hour, sessions, messages) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (c, 480_000 + window * 24 + h, c + h, 1000 + window)
+                    for c in range(1, campaigns + 1)
+                    for h in range(24)
+                ],
+            )
+
+
+def test_compact_packs_the_pages_and_keeps_every_row(warehouse, db_path):
+    from click.testing import CliRunner
+
+    from peachdw.cli import cli
+
+    _fill_like_syncs(warehouse, campaigns=40, windows=30)
+    checksum = (
+        "SELECT count(*), sum(sessions), sum(messages), sum(unix_hour) FROM hourly_data"
+    )
+    expected = warehouse.execute(checksum).fetchone()
+    slack = db.slack_bytes(warehouse)
+    warehouse.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db_path.stat().st_size
+    assert slack > size / 20  # the splits left a good part of the pages empty
+
+    dry = CliRunner().invoke(cli, ["compact", "--db-path", str(db_path), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert (
+        f"({size / 1e6:.1f} MB; {slack / 1e6:.1f} MB of it holds no data)" in dry.output
+    )
+    assert db_path.stat().st_size == size
+
+    result = CliRunner().invoke(cli, ["compact", "--db-path", str(db_path)])
+    assert result.exit_code == 0, result.output
+    after = db_path.stat().st_size
+    assert after < size - slack * 0.8
+    assert f"from {size / 1e6:.1f} MB to {after / 1e6:.1f} MB" in result.output
+    assert warehouse.execute(checksum).fetchone() == expected
+    assert warehouse.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_compact_is_refused_while_a_sync_runs(warehouse, db_path):
+    from click.testing import CliRunner
+
+    from peachdw.cli import cli
+    from peachdw.lock import SyncLock
+
+    with SyncLock(db_path, "peachdw sync"):
+        result = CliRunner().invoke(cli, ["compact", "--db-path", str(db_path)])
+    assert result.exit_code == 1
+    assert "peachdw sync" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -196,3 +196,47 @@ def open_warehouse(
             f"peachdw knows ({newest}). Upgrade peachdw before using this file."
         )
     return conn
+
+
+def file_bytes(conn: sqlite3.Connection) -> int:
+    """The database's size in pages, as it would be on disk after a checkpoint."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    return pages * conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def slack_bytes(conn: sqlite3.Connection) -> int | None:
+    """Bytes that `compact` would give back, about: free pages, and in each table and
+    index the pages its unused space adds up to. None where SQLite was built without
+    the `dbstat` table (https://sqlite.org/dbstat.html)."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    try:
+        spare_pages = conn.execute(
+            "SELECT sum(spare) FROM (SELECT (sum(unused) / ?) AS spare FROM dbstat "
+            "GROUP BY name)",
+            (page_size,),
+        ).fetchone()[0]
+    except sqlite3.OperationalError:
+        return None
+    return (free + (spare_pages or 0)) * page_size
+
+
+def compact(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Rewrite the file with every page packed (VACUUM). Returns the size before and after.
+
+    Hours reach `hourly_data` in the middle of each campaign's key range, so the pages
+    they split stay partly empty; VACUUM rebuilds every table in key order. It needs free
+    disk space about the size of the file and leaves the file as it was if it fails
+    (https://sqlite.org/lang_vacuum.html).
+    """
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = file_bytes(conn)
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.Error as exc:
+        raise StorageError(
+            f"Could not compact the database: {exc}. The file is unchanged; VACUUM "
+            "needs free disk space about the size of the file and no other writer."
+        ) from exc
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return before, file_bytes(conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
@@ -77,6 +78,39 @@ def init(ctx: click.Context) -> None:
         f"{len(applied)} migration(s) applied). Default rules: {inserted} added, "
         f"{updated} updated."
     )
+
+
+@cli.command()
+@global_options
+@click.pass_context
+def compact(ctx: click.Context) -> None:
+    """Pack the database file's pages (SQLite VACUUM), once a month or after a big
+    sync-historical. Refused while a sync runs."""
+    options, settings = setup(ctx)
+    path = settings.database.path
+    conn = db.open_warehouse(path, busy_timeout_ms=settings.database.busy_timeout_ms)
+
+    with ExitStack() as stack:
+        stack.callback(conn.close)
+        if options.dry_run:
+            size = db.file_bytes(conn)
+            slack = db.slack_bytes(conn)
+            spare = f"; {_mb(slack)} of it holds no data" if slack is not None else ""
+            console.print(f"Would compact {path} ({_mb(size)}{spare}).", soft_wrap=True)
+            return
+        stack.enter_context(SyncLock(path, "peachdw compact"))
+        started = time.monotonic()
+        before, after = db.compact(conn)
+
+    console.print(
+        f"Compacted {path} from {_mb(before)} to {_mb(after)} "
+        f"in {time.monotonic() - started:.1f} s.",
+        soft_wrap=True,
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 # -- sync -----------------------------------------------------------------------------
