@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +24,10 @@ from peachdw.cli.base import (
 from peachdw.cli.exports import run_export
 from peachdw.cli.reports import show_status
 from peachdw.cli.warehouse import print_sync, settings_sync_options
+from peachdw.config import Settings
 from peachdw.errors import PeachDWError, SyncError
+from peachdw.hours import current_hour
+from peachdw.report import ReportPeriod, held_days, short_days
 from peachdw.sync import (
     run_sync,
 )
@@ -239,13 +243,41 @@ def demo(ctx: click.Context) -> None:
     show_status(settings)
 
     console.rule("5. Export")
-    run_export(settings, None, None, fmt="xlsx")
-    run_export(settings, None, None, fmt="csv", tabs=("Summary",))
+    first, last = _whole_days(settings)
+    if first is not None:
+        console.print(
+            f"The days the syncs read whole, {first} to {last} (the first sync starts "
+            "at the hour it ran, and today is not over):",
+            soft_wrap=True,
+        )
+    run_export(settings, first, last, fmt="xlsx")
+    run_export(settings, first, last, fmt="csv", tabs=("Summary",))
     console.print(
         "Demo finished. Next: `.venv/bin/peachdw status`, "
         "`.venv/bin/peachdw export --format xlsx --start-date YYYY-MM-DD`, "
         "or the README's daily runbook."
     )
+
+
+def _whole_days(settings: Settings) -> tuple[date | None, date | None]:
+    """The first and last day of what the warehouse holds that every sync window read
+    whole; (None, None), every day held, when no day is whole."""
+    conn = db.open_warehouse(settings.database.path)
+    zone = settings.reporting.zone()
+    held = held_days(conn, zone)
+    if held is None:
+        conn.close()
+        return None, None
+    short = {
+        item.day for item in short_days(conn, ReportPeriod(*held, zone), current_hour())
+    }
+    conn.close()
+    whole = [
+        held[0] + timedelta(days=n)
+        for n in range((held[1] - held[0]).days + 1)
+        if held[0] + timedelta(days=n) not in short
+    ]
+    return (whole[0], whole[-1]) if whole else (None, None)
 
 
 def _refuse_real_warehouse(path: Path) -> None:
