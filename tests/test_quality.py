@@ -258,6 +258,25 @@ def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
     assert check.exit_code == 0
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["heal", "dry-run"])
+def test_heal_refuses_a_database_that_does_not_exist(tmp_path, dry_run):
+    folder = tmp_path / "data"
+    env = {
+        "PEACHAI_API_TOKEN": TOKEN,
+        # Nothing answers here: the heal must stop before it reads anything.
+        "PEACHDW_API_BASE_URL": "http://127.0.0.1:9",
+        "PEACHDW_DATABASE_PATH": str(folder / "warehouse.db"),
+    }
+    args = ["sync", "--heal", *(["--dry-run"] if dry_run else [])]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: No database at {folder / 'warehouse.db'}. Run `peachdw init` first, "
+        "or pass --db-path.\n"
+    )
+    assert not folder.exists()  # no database, no lock file, no folder
+
+
 def test_check_names_a_sync_marked_running_whose_process_is_gone(tmp_path):
     # A process that has exited: its pid is free, as after a kill -9.
     gone = subprocess.run(

@@ -101,6 +101,10 @@ def sync(ctx: click.Context, full: bool, heal: bool) -> None:
     options, settings = setup(ctx)
     if full and heal:
         raise click.BadParameter("--full and --heal do not go together; pick one.")
+    if heal:
+        # A heal re-reads what an existing warehouse lacks; on no file it would create
+        # an empty one and find nothing to heal.
+        db.require_database(settings.database.path)
     start_date = settings.sync.start_date
     sync_options = settings_sync_options(
         settings,
