@@ -277,6 +277,24 @@ def test_heal_refuses_a_database_that_does_not_exist(tmp_path, dry_run):
     assert not folder.exists()  # no database, no lock file, no folder
 
 
+def test_check_fails_on_a_rule_that_names_no_metric_as_detailed_does(tmp_path):
+    broken = {"PEACHDW_QUALITY_PLAUSIBILITY": '["foo <= sessions"]'}
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    with SandboxServer(Dataset(seed=8, campaigns=10, now=now), TOKEN) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        assert peachdw(tmp_path, server, "status", "--check").exit_code == 0
+        detailed = peachdw(tmp_path, server, "status", "--detailed", env=broken)
+        check = peachdw(tmp_path, server, "status", "--check", env=broken)
+        as_json = peachdw(tmp_path, server, "status", "--check", "--json", env=broken)
+
+    (line,) = detailed.output.splitlines()
+    assert line.startswith(
+        "Error: Plausibility rule 'foo <= sessions' names foo, not a metric; "
+    )
+    assert (detailed.exit_code, check.exit_code, as_json.exit_code) == (2, 2, 2)
+    assert check.output.splitlines() == as_json.output.splitlines() == [line]
+
+
 def test_check_names_a_sync_marked_running_whose_process_is_gone(tmp_path):
     # A process that has exited: its pid is free, as after a kill -9.
     gone = subprocess.run(

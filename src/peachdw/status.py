@@ -270,7 +270,7 @@ def collect_detailed(
     to_check = campaigns_to_check(conn)
     mapping = {"distribution": distribution, "to_check": to_check}
 
-    rules = [quality.parse_rule(text, metrics.of(conn)) for text in plausibility]
+    rules = plausibility_rules(conn, plausibility)
     counts, _ = quality.violations(conn, rules, start, end)
     rows_checked = conn.execute(
         "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
@@ -344,6 +344,15 @@ def collect_detailed(
         "recent_syncs": syncs,
         "schema_drift": drift,
     }
+
+
+def plausibility_rules(
+    conn: sqlite3.Connection, texts: list[str]
+) -> list[quality.PlausibilityRule]:
+    """The rules of quality.plausibility, checked against this warehouse's metrics; a
+    rule naming anything else raises ConfigError with one line that names it."""
+    names = metrics.of(conn)
+    return [quality.parse_rule(text, names) for text in texts]
 
 
 def reconciliation_problems(

@@ -27,6 +27,7 @@ from peachdw.status import (
     check_problems,
     collect_detailed,
     collect_status,
+    plausibility_rules,
     reconciliation_problems,
 )
 from peachdw.sync import (
@@ -84,6 +85,9 @@ def status(ctx: click.Context, check: bool, detailed: bool, as_json: bool) -> No
         state = dataclasses.asdict(collect_status(conn)) if as_json else {}
     problems = []
     if check:
+        # A rule that names no metric fails the check as it fails --detailed: a cron job
+        # that only checks would otherwise never hear of it.
+        plausibility_rules(conn, quality_settings.plausibility)
         problems = check_problems(
             conn, max_lag_hours=quality_settings.max_lag_hours, now_hour=now_hour
         ) + reconciliation_problems(
