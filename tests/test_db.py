@@ -392,3 +392,40 @@ def test_an_unopenable_file_is_explained_by_its_cause(
         f"Cannot open the database {tmp_path / 'w.db'}: "
     )
     assert remedy in str(raised.value)
+
+
+def test_version_7_reports_upgrade_with_their_reader_as_first_reader(
+    db_path, monkeypatch
+):
+    """Migration 8 cannot know since when a kept report said what it says: it takes the
+    sync that last read it, so only a later heal settles a difference."""
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:7])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute("INSERT INTO campaigns (id, name) VALUES (1, 'c')")
+    conn.execute(
+        "INSERT INTO sync_history (id, sync_type, status, started_at) "
+        "VALUES (3, 'incremental', 'success', 'now')"
+    )
+    conn.execute(
+        "INSERT INTO api_reports (campaign_id, day, sessions, registrations, "
+        "converted_users, messages, fetched_at, sync_id) "
+        "VALUES (1, '2025-08-01', 5, 1, 0, 2, 'now', 3)"
+    )
+    conn.execute(
+        "INSERT INTO api_report_days (day, fetched_at, sync_id) "
+        "VALUES ('2025-08-01', 'now', 3)"
+    )
+
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    assert db.migrate(conn)[0] == 8
+    assert tuple(
+        conn.execute(
+            "SELECT sessions, sync_id, figures_sync_id FROM api_reports"
+        ).fetchone()
+    ) == (5, 3, 3)
+    assert tuple(
+        conn.execute("SELECT sync_id, figures_sync_id FROM api_report_days").fetchone()
+    ) == (3, 3)
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

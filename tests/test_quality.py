@@ -247,6 +247,37 @@ def test_heal_that_cannot_fix_says_so_and_fails(world):
     )
 
 
+def test_heal_advice_outlives_the_ordinary_syncs_that_read_the_same_report(world):
+    dataset, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    assert peachdw(folder, server, "sync", "--heal").exit_code == 1  # API still wrong
+    # The next syncs read the look-back and every reconciled day's report again.
+    assert peachdw(folder, server, "sync").exit_code == 0
+    assert peachdw(folder, server, "sync").exit_code == 0
+
+    conn = connect(folder / "warehouse.db")
+    heal, last = conn.execute(
+        "SELECT max(id) FILTER (WHERE sync_type = 'heal'), max(id) FROM sync_history"
+    ).fetchone()
+    reread = conn.execute(
+        "SELECT count(*) FROM api_report_days WHERE sync_id = ?", (last,)
+    ).fetchone()[0]
+    conn.close()
+    assert last == heal + 2 and reread > 0
+    after = peachdw(folder, server, "status", "--check", "--json")
+    assert after.exit_code == 1
+    problems = json.loads(after.output)["problems"]
+    assert len(problems) == len(expected)
+    assert all(
+        line.endswith(
+            f"; heal {heal} re-read that day and it still differs: the API's hours and "
+            "its own report disagree; ask the API's owners."
+        )
+        for line in problems
+    )
+
+
 def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
     now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
     with SandboxServer(Dataset(seed=8, campaigns=20, now=now), TOKEN) as server:
@@ -670,6 +701,57 @@ def test_reconcile_counts_differences_beyond_the_tolerance(warehouse):
     )
     # 3 of 103 is within 5%; 5 against a report of 0 is not.
     assert [d.delta for d in loose.differences] == [5]
+
+
+def _report(campaign_id: int, day: date, sessions: int) -> dict:
+    return {
+        "campaign_id": campaign_id,
+        "date": day.isoformat(),
+        "sessions": sessions,
+        "registrations": 0,
+        "converted_users": 0,
+        "messages": 0,
+    }
+
+
+def test_a_heal_settles_a_day_until_the_report_changes(warehouse):
+    day = date(2024, 10, 4)
+    start, end = days_to_hours(day, day)
+    with transaction(warehouse):
+        warehouse.execute(
+            "INSERT INTO campaigns (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c')"
+        )
+        warehouse.executemany(
+            "INSERT INTO sync_history (id, sync_type, status, started_at) "
+            "VALUES (?, ?, 'success', 'now')",
+            [(1, "incremental"), (2, "heal"), (3, "incremental"), (4, "incremental")],
+        )
+        # The heal (2) read the whole day; the ordinary syncs read part of it.
+        warehouse.executemany(
+            "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+            "finished_at) VALUES (?, ?, ?, 'done', 'now')",
+            [(1, start, end), (2, start, end), (3, start + 12, end), (4, end - 1, end)],
+        )
+        first = [_report(1, day, 10), _report(2, day, 20), _report(3, day, 5)]
+        quality.store_reports(warehouse, first, day, day, 1)
+        quality.store_reports(warehouse, first, day, day, 2)  # the heal's own read
+        quality.store_reports(warehouse, first, day, day, 3)  # the same figures
+    keys = {(1, day.isoformat()), (2, day.isoformat())}
+    assert quality.healed_campaign_days(warehouse, keys) == dict.fromkeys(keys, 2)
+
+    # The API changes campaign 2's figure and drops campaign 3 from its report.
+    with transaction(warehouse):
+        quality.store_reports(
+            warehouse, [_report(1, day, 10), _report(2, day, 21)], day, day, 4
+        )
+    figures = dict(
+        warehouse.execute("SELECT campaign_id, figures_sync_id FROM api_reports")
+    )
+    assert figures == {1: 1, 2: 4}
+    keys.add((3, day.isoformat()))
+    # Only campaign 1's figure is the one the heal compared; campaign 3, left out of
+    # the report, goes by the day's report, which changed.
+    assert quality.healed_campaign_days(warehouse, keys) == {(1, day.isoformat()): 2}
 
 
 def test_completeness_counts_hours_never_read_in_local_days(warehouse):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -360,15 +359,15 @@ def reconciliation_problems(
 ) -> list[str]:
     """One sentence per campaign, day and metric whose sum differs from the API's report.
 
-    Its remedy is a heal, unless a heal already re-read that campaign-day and the report
-    compared is no older than that heal: then the API's own hours and report disagree,
-    and another heal would only read the same numbers again.
+    Its remedy is a heal, unless a heal already re-read that campaign-day after (or with)
+    the report figures held now (`quality.healed_campaign_days`): then the API's own
+    hours and report disagree, and another heal would only read the same numbers again.
     """
     window = quality.report_days(now_hour, days)
     if window is None:
         return []
     found = quality.reconcile(conn, *window, tolerance=tolerance)
-    healed = _healed_campaign_days(conn, found.differing_campaign_days)
+    healed = quality.healed_campaign_days(conn, found.differing_campaign_days)
     problems = []
     for d in found.differences:
         heal = healed.get((d.campaign_id, d.day))
@@ -383,34 +382,3 @@ def reconciliation_problems(
             f"warehouse and {d.api:,} in the API's report ({d.delta:+,}); {remedy}"
         )
     return problems
-
-
-def _healed_campaign_days(
-    conn: sqlite3.Connection, campaign_days: set[tuple[int, str]]
-) -> dict[tuple[int, str], int]:
-    """For each (campaign, UTC day), the newest heal sync whose finished windows read
-    every hour of it, if that heal is no older than the sync that fetched its report."""
-    if not campaign_days:
-        return {}
-    windows: dict[int, list[tuple[int, int, int | None]]] = {}
-    for sync_id, start, end, campaign_id in conn.execute(
-        "SELECT w.sync_id, w.start_hour, w.end_hour, w.campaign_id "
-        "FROM sync_windows AS w JOIN sync_history AS s ON s.id = w.sync_id "
-        "WHERE s.sync_type = 'heal' AND w.status = 'done' ORDER BY w.start_hour"
-    ):
-        windows.setdefault(sync_id, []).append((start, end, campaign_id))
-    reported = dict(conn.execute("SELECT day, sync_id FROM api_report_days").fetchall())
-    found = {}
-    for campaign_id, day in campaign_days:
-        lo, hi = days_to_hours(date.fromisoformat(day), date.fromisoformat(day))
-        for heal in sorted(windows, reverse=True):
-            spans = [
-                (start, end)
-                for start, end, scope in windows[heal]
-                if scope is None or scope == campaign_id
-            ]
-            if quality.uncovered(spans, lo, hi) == 0:
-                if heal >= (reported.get(day) or 0):
-                    found[(campaign_id, day)] = heal
-                break
-    return found
