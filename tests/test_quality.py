@@ -278,6 +278,58 @@ def test_heal_advice_outlives_the_ordinary_syncs_that_read_the_same_report(world
     )
 
 
+def test_detailed_tells_differences_a_heal_already_re_read_from_the_others(world):
+    dataset, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    heal_title = "Differences (warehouse - API); fix with `peachdw sync --heal`"
+    reread_title = "Differences a heal already re-read (warehouse - API)"
+
+    before = json.loads(
+        peachdw(folder, server, "status", "--detailed", "--json").output
+    )["reconciliation"]
+    assert before["healed_campaign_days"] == 0
+    assert {
+        (d["healed"], d["heal_sync_id"], d["remedy"]) for d in before["differences"]
+    } == {(False, None, "run `peachdw sync --heal`.")}
+    shown = flat(peachdw(folder, server, "status", "--detailed").output)
+    assert heal_title in shown and reread_title not in shown
+
+    assert peachdw(folder, server, "sync", "--heal").exit_code == 1  # API still wrong
+    conn = connect(folder / "warehouse.db")
+    heal = conn.execute("SELECT max(id) FROM sync_history").fetchone()[0]
+    conn.close()
+    after = json.loads(
+        peachdw(folder, server, "status", "--detailed", "--json").output
+    )["reconciliation"]
+    differing = {(c, d) for c, d, _ in expected}
+    assert after["healed_campaign_days"] == len(differing)
+    assert {
+        (d["campaign_id"], d["day"], d["metric"]) for d in after["differences"]
+    } == set(expected)
+    assert {
+        (d["healed"], d["heal_sync_id"], d["remedy"]) for d in after["differences"]
+    } == {
+        (
+            True,
+            heal,
+            f"heal {heal} re-read that day and it still differs: the API's hours and "
+            "its own report disagree; ask the API's owners.",
+        )
+    }
+    shown = flat(peachdw(folder, server, "status", "--detailed").output)
+    assert heal_title not in shown
+    assert (
+        f"{reread_title}: the API's hours and its own report disagree, and another "
+        "heal reads the same numbers; ask the API's owners" in shown
+    )
+    assert (
+        f"{len(differing)} of {after['campaign_days']} campaign-days differ, "
+        f"{len(differing)} of them already re-read by a heal (the API's hours and its "
+        "own report disagree)." in shown
+    )
+
+
 def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
     now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
     with SandboxServer(Dataset(seed=8, campaigns=20, now=now), TOKEN) as server:

@@ -239,6 +239,7 @@ def collect_detailed(
 
     utc_first, utc_last = quality.report_days(now_hour, days) or (first, last)
     found = quality.reconcile(conn, utc_first, utc_last, tolerance=tolerance)
+    healed = quality.healed_campaign_days(conn, found.differing_campaign_days)
     reconciliation = {
         "first_day": found.first_day,
         "last_day": found.last_day,
@@ -246,7 +247,18 @@ def collect_detailed(
         "campaign_days": found.campaign_days,
         "tolerance": tolerance,
         "differing_campaign_days": len(found.differing_campaign_days),
-        "differences": [{**asdict(d), "delta": d.delta} for d in found.differences],
+        # Of those, the ones a heal already re-read: the API disagrees with itself.
+        "healed_campaign_days": len(healed),
+        "differences": [
+            {
+                **asdict(d),
+                "delta": d.delta,
+                "healed": (d.campaign_id, d.day) in healed,
+                "heal_sync_id": healed.get((d.campaign_id, d.day)),
+                "remedy": difference_remedy(healed.get((d.campaign_id, d.day))),
+            }
+            for d in found.differences
+        ],
     }
 
     mapped = conn.execute(
@@ -370,15 +382,20 @@ def reconciliation_problems(
     healed = quality.healed_campaign_days(conn, found.differing_campaign_days)
     problems = []
     for d in found.differences:
-        heal = healed.get((d.campaign_id, d.day))
-        remedy = (
-            "run `peachdw sync --heal`."
-            if heal is None
-            else f"heal {heal} re-read that day and it still differs: the API's hours and "
-            "its own report disagree; ask the API's owners."
-        )
+        remedy = difference_remedy(healed.get((d.campaign_id, d.day)))
         problems.append(
             f"Campaign {d.campaign_id} on {d.day}: {d.metric} is {d.warehouse:,} in the "
             f"warehouse and {d.api:,} in the API's report ({d.delta:+,}); {remedy}"
         )
     return problems
+
+
+def difference_remedy(heal: int | None) -> str:
+    """What to do about a difference: heal, or, when heal `heal` already re-read the
+    campaign-day with the report held now, ask the API's owners."""
+    if heal is None:
+        return "run `peachdw sync --heal`."
+    return (
+        f"heal {heal} re-read that day and it still differs: the API's hours and its own "
+        "report disagree; ask the API's owners."
+    )

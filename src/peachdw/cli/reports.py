@@ -211,33 +211,32 @@ def show_detailed(state: dict[str, Any]) -> None:
             "Reconciliation: no API reports kept yet; the next `peachdw sync` reads them."
         )
     else:
+        healed = recon["healed_campaign_days"]
         console.print(
             f"Reconciliation with the API's reports, {recon['first_day']} to "
             f"{recon['last_day']} (UTC days): {recon['differing_campaign_days']} of "
-            f"{recon['campaign_days']} campaign-days differ."
-        )
-    if recon["differences"]:
-        table = Table(
-            title="Differences (warehouse - API); fix with `peachdw sync --heal`"
-        )
-        for column in ("campaign", "day", "metric", "warehouse", "API", "difference"):
-            table.add_column(column)
-        for d in recon["differences"][:MAX_TABLE_ROWS]:
-            table.add_row(
-                str(d["campaign_id"]),
-                d["day"],
-                d["metric"],
-                f"{d['warehouse']:,}",
-                f"{d['api']:,}",
-                f"{d['delta']:+,}",
+            f"{recon['campaign_days']} campaign-days differ"
+            + (
+                f", {healed} of them already re-read by a heal (the API's hours and its "
+                "own report disagree)."
+                if healed
+                else "."
             )
-        console.print(table)
-        hidden = len(recon["differences"]) - MAX_TABLE_ROWS
-        if hidden > 0:
-            console.print(
-                f"... and {hidden:,} more differences; "
-                "`peachdw status --detailed --json` lists them all."
-            )
+        )
+    differences = recon["differences"]
+    _differences_table(
+        [d for d in differences if not d["healed"]],
+        "Differences (warehouse - API); fix with `peachdw sync --heal`",
+        "differences",
+    )
+    _differences_table(
+        [d for d in differences if d["healed"]],
+        "Differences a heal already re-read (warehouse - API): the API's hours and its "
+        "own report disagree, and another heal reads the same numbers; ask the API's "
+        "owners",
+        "differences a heal already re-read",
+        heal_column=True,
+    )
 
     mapping = state["mapping"]
     console.print(
@@ -306,6 +305,35 @@ def show_detailed(state: dict[str, Any]) -> None:
     else:
         console.print(
             "Schema drift: the API sends no field the warehouse does not know."
+        )
+
+
+def _differences_table(
+    rows: list[dict[str, Any]], title: str, what: str, *, heal_column: bool = False
+) -> None:
+    """The first MAX_TABLE_ROWS differences under `title`, and how many more there are."""
+    if not rows:
+        return
+    table = Table(title=title)
+    columns = ["campaign", "day", "metric", "warehouse", "API", "difference"]
+    for column in columns + (["heal"] if heal_column else []):
+        table.add_column(column)
+    for d in rows[:MAX_TABLE_ROWS]:
+        cells = [
+            str(d["campaign_id"]),
+            d["day"],
+            d["metric"],
+            f"{d['warehouse']:,}",
+            f"{d['api']:,}",
+            f"{d['delta']:+,}",
+        ]
+        table.add_row(*cells, *([str(d["heal_sync_id"])] if heal_column else []))
+    console.print(table)
+    hidden = len(rows) - MAX_TABLE_ROWS
+    if hidden > 0:
+        console.print(
+            f"... and {hidden:,} more {what}; "
+            "`peachdw status --detailed --json` lists them all."
         )
 
 
