@@ -429,3 +429,32 @@ def test_version_7_reports_upgrade_with_their_reader_as_first_reader(
         conn.execute("SELECT sync_id, figures_sync_id FROM api_report_days").fetchone()
     ) == (3, 3)
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_version_8_syncs_upgrade_to_a_history_that_takes_unresolved(
+    db_path, monkeypatch
+):
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:8])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute(
+        "INSERT INTO sync_history (id, sync_type, status, started_at, error_message) "
+        "VALUES (4, 'heal', 'success', 'now', NULL)"
+    )
+    conn.execute(
+        "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, finished_at) "
+        "VALUES (4, 0, 24, 'done', 'now')"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE sync_history SET status = 'unresolved'")
+
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    assert db.migrate(conn)[0] == 9
+    conn.execute("UPDATE sync_history SET status = 'unresolved' WHERE id = 4")
+    assert tuple(
+        conn.execute("SELECT id, sync_type, status FROM sync_history").fetchone()
+    ) == (4, "heal", "unresolved")
+    assert conn.execute("SELECT sync_id FROM sync_windows").fetchone()[0] == 4
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

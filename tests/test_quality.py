@@ -228,22 +228,80 @@ def test_heal_that_cannot_fix_says_so_and_fails(world):
 
     healed = peachdw(folder, server, "sync", "--heal")  # the API is still wrong
     assert healed.exit_code == 1
-    assert "still differ from the API's reports" in healed.output
 
-    # The heal read the days again and their reports: another heal would not help.
+    # The heal read the days again and their reports: another heal would not help, and
+    # it is recorded as unresolved, not as a success, with the reason.
     conn = connect(folder / "warehouse.db")
-    heal = conn.execute("SELECT max(id) FROM sync_history").fetchone()[0]
+    heal, kind, status, message = conn.execute(
+        "SELECT id, sync_type, status, error_message FROM sync_history "
+        "ORDER BY id DESC LIMIT 1"
+    ).fetchone()
     conn.close()
+    differing = len({(c, d) for c, d, _ in expected})
+    assert (kind, status) == ("heal", "unresolved")
+    assert message == (
+        f"{differing} campaign-day(s) still differ from the API's reports although a "
+        "heal re-read every hour of them after their report: the API's hours and its "
+        "own report disagree, and another heal would read the same numbers; ask the "
+        "API's owners (`peachdw status --detailed` lists them)."
+    )
+    assert f"Sync {heal} (unresolved)" in healed.output
+    assert healed.output.splitlines()[-1] == (
+        f"Error: Heal {heal} ended unresolved: {message}"
+    )
+
     after = peachdw(folder, server, "status", "--check", "--json")
     assert after.exit_code == 1
     problems = json.loads(after.output)["problems"]
-    assert len(problems) == len(expected)
+    assert problems[0] == f"The last sync, heal {heal}, ended unresolved: {message}"
+    assert len(problems[1:]) == len(expected)
     assert all(
         line.endswith(
             f"; heal {heal} re-read that day and it still differs: the API's hours and "
             "its own report disagree; ask the API's owners."
         )
-        for line in problems
+        for line in problems[1:]
+    )
+
+
+def test_heal_that_leaves_hours_never_read_says_to_heal_again(world, monkeypatch):
+    from peachdw.cli import warehouse
+
+    _, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    server.quirks = Quirks()  # the API corrects its hours: the heal fixes every day
+
+    # The clock passes midnight while the heal runs: the day that ends then is one
+    # whose last hours no window has read yet.
+    later = current_hour() + 24
+    heal_for_real = warehouse.run_sync
+
+    def heal_past_midnight(*args, **kwargs):
+        result = heal_for_real(*args, **kwargs)
+        monkeypatch.setattr(warehouse, "current_hour", lambda: later)
+        return result
+
+    monkeypatch.setattr(warehouse, "run_sync", heal_past_midnight)
+    healed = peachdw(folder, server, "sync", "--heal")
+
+    conn = connect(folder / "warehouse.db")
+    heal, status, message = conn.execute(
+        "SELECT id, status, error_message FROM sync_history ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    zone = ZoneInfo("UTC")
+    first, last = quality.quality_days(later, 7, zone)
+    _, gaps = quality.completeness(conn, first, last, zone, later)
+    conn.close()
+    unread = sum(gap.missing_hours for gap in gaps)
+    assert unread > 0
+    assert healed.exit_code == 1
+    assert status == "unresolved"
+    assert message == (
+        f"{unread:,} serving campaign-hour(s) are still never read: run `peachdw sync "
+        "--heal` again."
+    )
+    assert healed.output.splitlines()[-1] == (
+        f"Error: Heal {heal} ended unresolved: {message}"
     )
 
 

@@ -91,7 +91,8 @@ def check_problems(
     conn: sqlite3.Connection, *, max_lag_hours: int, now_hour: int
 ) -> list[str]:
     """One sentence per reason to alert: stale data, or a last sync that did not succeed
-    (including one marked running whose process is gone).
+    (including one marked running whose process is gone, and a heal that ended
+    unresolved).
 
     Freshness is the end of the newest finished window of any sync, so a campaign with no
     traffic does not look stale.
@@ -109,6 +110,13 @@ def check_problems(
             f"The last sync ({latest['id']}) is marked running but its process "
             f"{latest['pid']} is gone: it was killed or crashed; the next sync marks it "
             "interrupted and resumes."
+        )
+    elif latest["status"] == "unresolved":
+        # A heal that read all it planned: its message says why it could not settle
+        # everything (the API disagreeing with itself, or hours still never read).
+        problems.append(
+            f"The last sync, heal {latest['id']}, ended unresolved: "
+            f"{latest['error_message']}"
         )
     elif latest["status"] not in ("success", "running"):
         problems.append(
