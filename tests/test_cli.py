@@ -134,6 +134,18 @@ def test_bad_date_is_a_usage_error(tmp_path):
             ["hierarchy", "rules", "add"],
             "Missing option '--pattern'. See `peachdw hierarchy rules add --help`.",
         ),
+        (
+            ["debug-campaign", "abc"],
+            "Invalid value for 'CAMPAIGN_ID': 'abc' is not a campaign id; give the "
+            "number from `peachdw status` or the exports. See `peachdw debug-campaign "
+            "--help`.",
+        ),
+        (
+            ["sync-historical", "--campaign-id", "0", "--month", "8", "--year", "2025"],
+            "Invalid value for '--campaign-id': '0' is not a campaign id; give the "
+            "number from `peachdw status` or the exports. See `peachdw sync-historical "
+            "--help`.",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_naming_the_help(args, line):

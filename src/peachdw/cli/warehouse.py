@@ -13,6 +13,7 @@ from rich.table import Table
 
 from peachdw import db, rules
 from peachdw.cli.base import (
+    CAMPAIGN_ID,
     cli,
     console,
     global_options,
@@ -130,7 +131,7 @@ def sync(ctx: click.Context, full: bool, heal: bool) -> None:
 @click.option("--end-date", help="Last day to load, YYYY-MM-DD, inclusive.")
 @click.option("--month", help="A whole month instead of dates: August, aug or 8.")
 @click.option("--year", type=click.IntRange(2000, 2100), help="The year of --month.")
-@click.option("--campaign-id", type=click.IntRange(1), help="Load one campaign only.")
+@click.option("--campaign-id", type=CAMPAIGN_ID, help="Load one campaign only.")
 @click.option(
     "--test-batches", type=click.IntRange(1), help="Stop after this many windows."
 )
