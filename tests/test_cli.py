@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -714,3 +715,11 @@ def test_status_check_names_stale_data(tmp_path):
     document = json.loads(as_json.stdout)
     assert document["syncs"][0]["sync_type"] == "historical"
     assert document["hourly_rows"] > 0
+    # The unix hours, and beside them the same hours as people read them.
+    for name in ("first_hour", "latest_hour"):
+        hour = document[name]
+        assert document[f"{name}_utc"] == (
+            datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H:00:00Z")
+        )
+    assert document["first_hour_utc"].startswith("2025-07-01T")
+    assert document["latest_hour_utc"].startswith("2025-07-02T")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from peachdw import metrics, quality
 from peachdw.db import utc_now
-from peachdw.hours import days_to_hours, hour_text
+from peachdw.hours import days_to_hours, hour_iso, hour_text
 from peachdw.rules import FALLBACK, TIERS
 from peachdw.sync import LEDGER_COUNTERS, process_alive
 
@@ -31,6 +31,9 @@ class WarehouseStatus:
     mapped: int = 0
     #: (reason, count) for the rows the latest sync rejected, most frequent first.
     rejections: list[tuple[str, int]] = field(default_factory=list)
+    #: first_hour and latest_hour (unix hours) as ISO 8601 UTC times, for people.
+    first_hour_utc: str | None = None
+    latest_hour_utc: str | None = None
 
 
 def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> WarehouseStatus:
@@ -84,6 +87,8 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
         unmapped=unmapped,
         mapped=mapped,
         rejections=rejections,
+        first_hour_utc=hour_iso(hours[1]),
+        latest_hour_utc=hour_iso(hours[2]),
     )
 
 
