@@ -724,6 +724,43 @@ def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):
         conn.close()
 
 
+def test_plain_status_says_in_one_line_what_detailed_would_show(tmp_path):
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    dataset = Dataset(seed=8, campaigns=20, now=now)
+    quirks = Quirks(
+        skew_report=0.05, extra_field="video_views", implausible=0.02, seed=4
+    )
+    broken = {"PEACHDW_QUALITY_PLAUSIBILITY": '["foo <= sessions"]'}
+    with SandboxServer(dataset, TOKEN) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        clean = peachdw(tmp_path, server, "status")
+        server.quirks = quirks
+        assert peachdw(tmp_path, server, "sync", "--full").exit_code == 0
+        state = json.loads(
+            peachdw(tmp_path, server, "status", "--detailed", "--json").output
+        )
+        shown = peachdw(tmp_path, server, "status")
+        with_broken_rule = peachdw(tmp_path, server, "status", env=broken)
+
+    assert clean.exit_code == 0
+    assert "To look into" not in clean.output
+    differing = state["reconciliation"]["differing_campaign_days"]
+    violating = state["plausibility"]["rows_violating"]
+    assert differing > 0 and violating > 0
+    assert shown.exit_code == 0
+    assert flat(shown.output).endswith(
+        f"To look into, over the last 7 days: {differing} campaign-day(s) differ from "
+        f"the API's reports; {violating:,} row(s) break a plausibility rule; 1 field(s) "
+        "the API sends are not stored (schema drift). `peachdw status --detailed` "
+        "shows them."
+    )
+    assert with_broken_rule.exit_code == 0
+    assert (
+        "the plausibility rule 'foo <= sessions' names no metric (quality.plausibility)"
+        in flat(with_broken_rule.output)
+    )
+
+
 def test_debug_campaign_shows_grid_rules_and_syncs(tmp_path):
     now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
     with SandboxServer(Dataset(seed=8, campaigns=20, now=now), TOKEN) as server:

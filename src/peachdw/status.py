@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from peachdw import metrics, quality
 from peachdw.db import utc_now
+from peachdw.errors import ConfigError
 from peachdw.hours import days_to_hours, hour_iso, hour_text
 from peachdw.rules import FALLBACK, TIERS
 from peachdw.sync import LEDGER_COUNTERS, process_alive
@@ -301,17 +302,7 @@ def collect_detailed(
         "ON d.campaign_id = c.id WHERE d.unix_hour >= ? AND d.unix_hour < ?",
         (start, end),
     ).fetchone()[0]
-    violating = (
-        conn.execute(
-            "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
-            "ON d.campaign_id = c.id WHERE d.unix_hour >= ? AND d.unix_hour < ? AND ("
-            + " OR ".join(f"({rule.violated_sql()})" for rule in rules or [])
-            + ")",
-            (start, end),
-        ).fetchone()[0]
-        if rules
-        else 0
-    )
+    violating = violating_rows(conn, rules, start, end)
     plausible = {
         "rows_checked": rows_checked,
         "rows_violating": violating,
@@ -329,14 +320,7 @@ def collect_detailed(
     for row in syncs:
         oldest = row["restated_oldest_hour"]
         row["restated_oldest_hour"] = None if oldest is None else hour_text(oldest)
-    # A field that became a metric (metrics.add) is stored, not drift.
-    drift = [
-        dict(row)
-        for row in conn.execute(
-            "SELECT endpoint, field, first_seen_at, last_seen_at, occurrences "
-            "FROM schema_drift WHERE adopted_at IS NULL ORDER BY last_seen_at DESC"
-        )
-    ]
+    drift = drift_fields(conn)
 
     all_campaigns = len(mapped)
     parts = {
@@ -368,6 +352,85 @@ def collect_detailed(
         "recent_syncs": syncs,
         "schema_drift": drift,
     }
+
+
+def violating_rows(
+    conn: sqlite3.Connection,
+    rules: list[quality.PlausibilityRule],
+    start: int,
+    end: int,
+) -> int:
+    """Stored rows of [start, end) that break any of `rules`."""
+    if not rules:
+        return 0
+    return conn.execute(
+        "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
+        "ON d.campaign_id = c.id WHERE d.unix_hour >= ? AND d.unix_hour < ? AND ("
+        + " OR ".join(f"({rule.violated_sql()})" for rule in rules)
+        + ")",
+        (start, end),
+    ).fetchone()[0]
+
+
+def drift_fields(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Fields the API sends that the warehouse does not store, newest seen first."""
+    # A field that became a metric (metrics.add) is stored, not drift.
+    return [
+        dict(row)
+        for row in conn.execute(
+            "SELECT endpoint, field, first_seen_at, last_seen_at, occurrences "
+            "FROM schema_drift WHERE adopted_at IS NULL ORDER BY last_seen_at DESC"
+        )
+    ]
+
+
+@dataclass
+class ToLookInto:
+    """What plain `status` mentions in one line, for `status --detailed` to show: the
+    same checks over the same days, counted only."""
+
+    differing_campaign_days: int = 0
+    #: Of those, the ones a heal already re-read (the API disagrees with itself).
+    healed_campaign_days: int = 0
+    drift_fields: int = 0
+    rows_violating: int = 0
+    #: A rule of quality.plausibility that names no metric of the warehouse, if any.
+    broken_rule: str | None = None
+
+
+def to_look_into(
+    conn: sqlite3.Connection,
+    *,
+    now_hour: int,
+    zone: ZoneInfo,
+    days: int,
+    tolerance: float,
+    plausibility: list[str],
+) -> ToLookInto:
+    """Counts of the reconciliation differences, drift and rule violations that
+    `status --detailed` lists, over its days. Each check covers `days` days only, so
+    this stays as quick on a year of data as on a week."""
+    found = ToLookInto(drift_fields=len(drift_fields(conn)))
+    window = quality.report_days(now_hour, days)
+    if window is not None:
+        differing = quality.reconcile(
+            conn, *window, tolerance=tolerance
+        ).differing_campaign_days
+        found.differing_campaign_days = len(differing)
+        found.healed_campaign_days = len(quality.healed_campaign_days(conn, differing))
+    names = metrics.of(conn)
+    rules = []
+    for text in plausibility:
+        try:
+            rules.append(quality.parse_rule(text, names))
+        except ConfigError:
+            found.broken_rule = text
+            return found
+    first, last = quality.quality_days(now_hour, days, zone)
+    found.rows_violating = violating_rows(
+        conn, rules, *days_to_hours(first, last, zone)
+    )
+    return found
 
 
 def plausibility_rules(

@@ -24,11 +24,13 @@ from peachdw.hours import (
 )
 from peachdw.quality import as_json as as_json_value
 from peachdw.status import (
+    ToLookInto,
     check_problems,
     collect_detailed,
     collect_status,
     plausibility_rules,
     reconciliation_problems,
+    to_look_into,
 )
 from peachdw.sync import (
     process_alive,
@@ -342,6 +344,14 @@ def show_status(settings: Settings) -> None:
         settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
     )
     state = collect_status(conn)
+    found = to_look_into(
+        conn,
+        now_hour=current_hour(),
+        zone=settings.reporting.zone(),
+        days=settings.quality.reconcile_days,
+        tolerance=settings.quality.tolerance,
+        plausibility=settings.quality.plausibility,
+    )
     conn.close()
 
     overview = Table(title=f"Warehouse {settings.database.path}", show_header=False)
@@ -414,6 +424,43 @@ def show_status(settings: Settings) -> None:
                 "most sessions first (first 20; all: peachdw hierarchy unmapped)",
             )
         )
+    line = look_into_line(found, settings.quality.reconcile_days)
+    if line:
+        console.print(line)
+
+
+def look_into_line(found: ToLookInto, days: int) -> str | None:
+    """One line on what `status --detailed` would show, or None if there is nothing."""
+    parts = []
+    if found.differing_campaign_days:
+        healed = found.healed_campaign_days
+        parts.append(
+            f"{found.differing_campaign_days} campaign-day(s) differ from the API's "
+            "reports"
+            + (
+                f" ({healed} already re-read by a heal: the API disagrees with itself)"
+                if healed
+                else ""
+            )
+        )
+    if found.broken_rule:
+        parts.append(
+            f"the plausibility rule {found.broken_rule!r} names no metric "
+            "(quality.plausibility)"
+        )
+    elif found.rows_violating:
+        parts.append(f"{found.rows_violating:,} row(s) break a plausibility rule")
+    if found.drift_fields:
+        parts.append(
+            f"{found.drift_fields} field(s) the API sends are not stored (schema drift)"
+        )
+    if not parts:
+        return None
+    return (
+        f"To look into, over the last {days} days: "
+        + "; ".join(parts)
+        + ". `peachdw status --detailed` shows them."
+    )
 
 
 def campaigns_table(rows: list[dict[str, Any]], title: str) -> Table:
