@@ -135,6 +135,18 @@ def test_bad_date_is_a_usage_error(tmp_path):
             ["hierarchy", "rules", "add"],
             "Missing option '--pattern'. See `peachdw hierarchy rules add --help`.",
         ),
+        (
+            ["debug-campaign", "abc"],
+            "Invalid value for 'CAMPAIGN_ID': 'abc' is not a campaign id; give the "
+            "number from `peachdw status` or the exports. See `peachdw debug-campaign "
+            "--help`.",
+        ),
+        (
+            ["sync-historical", "--campaign-id", "0", "--month", "8", "--year", "2025"],
+            "Invalid value for '--campaign-id': '0' is not a campaign id; give the "
+            "number from `peachdw status` or the exports. See `peachdw sync-historical "
+            "--help`.",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_naming_the_help(args, line):
@@ -772,3 +784,11 @@ def test_status_check_names_stale_data(tmp_path):
     document = json.loads(as_json.stdout)
     assert document["syncs"][0]["sync_type"] == "historical"
     assert document["hourly_rows"] > 0
+    # The unix hours, and beside them the same hours as people read them.
+    for name in ("first_hour", "latest_hour"):
+        hour = document[name]
+        assert document[f"{name}_utc"] == (
+            datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H:00:00Z")
+        )
+    assert document["first_hour_utc"].startswith("2025-07-01T")
+    assert document["latest_hour_utc"].startswith("2025-07-02T")

@@ -457,3 +457,69 @@ def test_compact_is_refused_while_a_sync_runs(warehouse, db_path):
     assert result.exit_code == 1
     assert "peachdw sync" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_version_7_reports_upgrade_with_their_reader_as_first_reader(
+    db_path, monkeypatch
+):
+    """Migration 8 cannot know since when a kept report said what it says: it takes the
+    sync that last read it, so only a later heal settles a difference."""
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:7])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute("INSERT INTO campaigns (id, name) VALUES (1, 'c')")
+    conn.execute(
+        "INSERT INTO sync_history (id, sync_type, status, started_at) "
+        "VALUES (3, 'incremental', 'success', 'now')"
+    )
+    conn.execute(
+        "INSERT INTO api_reports (campaign_id, day, sessions, registrations, "
+        "converted_users, messages, fetched_at, sync_id) "
+        "VALUES (1, '2025-08-01', 5, 1, 0, 2, 'now', 3)"
+    )
+    conn.execute(
+        "INSERT INTO api_report_days (day, fetched_at, sync_id) "
+        "VALUES ('2025-08-01', 'now', 3)"
+    )
+
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    assert db.migrate(conn)[0] == 8
+    assert tuple(
+        conn.execute(
+            "SELECT sessions, sync_id, figures_sync_id FROM api_reports"
+        ).fetchone()
+    ) == (5, 3, 3)
+    assert tuple(
+        conn.execute("SELECT sync_id, figures_sync_id FROM api_report_days").fetchone()
+    ) == (3, 3)
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_version_8_syncs_upgrade_to_a_history_that_takes_unresolved(
+    db_path, monkeypatch
+):
+    shipped = db.migrations()
+    monkeypatch.setattr(db, "migrations", lambda: shipped[:8])
+    conn = db.connect(db_path)
+    db.migrate(conn)
+    conn.execute(
+        "INSERT INTO sync_history (id, sync_type, status, started_at, error_message) "
+        "VALUES (4, 'heal', 'success', 'now', NULL)"
+    )
+    conn.execute(
+        "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, finished_at) "
+        "VALUES (4, 0, 24, 'done', 'now')"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE sync_history SET status = 'unresolved'")
+
+    monkeypatch.setattr(db, "migrations", lambda: shipped)
+    assert db.migrate(conn)[0] == 9
+    conn.execute("UPDATE sync_history SET status = 'unresolved' WHERE id = 4")
+    assert tuple(
+        conn.execute("SELECT id, sync_type, status FROM sync_history").fetchone()
+    ) == (4, "heal", "unresolved")
+    assert conn.execute("SELECT sync_id FROM sync_windows").fetchone()[0] == 4
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -213,7 +213,7 @@ def test_add_counts_the_rows_read_with_the_field_re_reads_included(world):
 
 def test_metrics_list_shows_built_in_and_added_metrics(tmp_path):
     assert peachdw(tmp_path, None, "init").exit_code == 0
-    assert peachdw(tmp_path, None, "metrics", "add", EXTRA).exit_code == 0
+    assert peachdw(tmp_path, None, "metrics", "add", EXTRA, "--force").exit_code == 0
     shown = peachdw(tmp_path, None, "metrics", "list")
     assert shown.exit_code == 0, shown.output
     assert "sessions" in shown.output and "built-in" in shown.output
@@ -254,6 +254,35 @@ def test_bad_names_are_refused_in_one_line(tmp_path, name, reason):
     conn.close()
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["add", "dry-run"])
+def test_a_name_the_api_never_sent_is_refused_unless_forced(world, dry_run):
+    _, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    typo = "video_veiws"
+    flags = ["--dry-run"] if dry_run else []
+
+    refused = peachdw(folder, server, "metrics", "add", typo, *flags)
+    assert refused.exit_code == 2
+    assert refused.output.splitlines() == [
+        f"Error: Cannot add the metric {typo!r}: the API was never seen sending it on "
+        "/admin/metrics (`peachdw metrics list` shows the fields it sends), and a metric "
+        "cannot be removed; check the spelling, or add it anyway with --force."
+    ]
+    conn = db.connect(folder / "warehouse.db")
+    assert metrics.of(conn) == metrics.BUILTIN_METRICS
+    assert column(conn, "hourly_data", typo) == 0
+
+    # The field the API does send is added as before; --force adds the other one.
+    seen = peachdw(folder, server, "metrics", "add", EXTRA, *flags)
+    assert seen.exit_code == 0, seen.output
+    forced = peachdw(folder, server, "metrics", "add", typo, "--force", *flags)
+    assert forced.exit_code == 0, forced.output
+    assert f"The API has not been seen sending {typo}" in forced.output
+    added = () if dry_run else (EXTRA, typo)
+    assert metrics.of(conn) == (*metrics.BUILTIN_METRICS, *added)
+    conn.close()
+
+
 def test_add_needs_a_warehouse(tmp_path):
     result = peachdw(tmp_path, None, "metrics", "add", EXTRA)
     assert result.exit_code == 1
@@ -263,8 +292,8 @@ def test_add_needs_a_warehouse(tmp_path):
 
 def test_a_metric_is_added_once(tmp_path):
     assert peachdw(tmp_path, None, "init").exit_code == 0
-    assert peachdw(tmp_path, None, "metrics", "add", EXTRA).exit_code == 0
-    again = peachdw(tmp_path, None, "metrics", "add", EXTRA)
+    assert peachdw(tmp_path, None, "metrics", "add", EXTRA, "--force").exit_code == 0
+    again = peachdw(tmp_path, None, "metrics", "add", EXTRA, "--force")
     assert again.exit_code == 2
     assert "was added already" in again.output
 
@@ -272,7 +301,7 @@ def test_a_metric_is_added_once(tmp_path):
 def test_add_is_refused_while_a_sync_runs(tmp_path):
     assert peachdw(tmp_path, None, "init").exit_code == 0
     with SyncLock(tmp_path / "warehouse.db", "peachdw sync"):
-        result = peachdw(tmp_path, None, "metrics", "add", EXTRA)
+        result = peachdw(tmp_path, None, "metrics", "add", EXTRA, "--force")
         # A bad name is refused as such, lock or not.
         bad = peachdw(tmp_path, None, "metrics", "add", "Video")
     assert result.exit_code == 1
@@ -344,12 +373,12 @@ def test_version_6_file_with_data_upgrades_and_keeps_every_row(db_path, monkeypa
 
 
 def test_a_dry_run_writes_nothing(warehouse):
-    planned = metrics.add(warehouse, EXTRA, dry_run=True)
+    planned = metrics.add(warehouse, EXTRA, dry_run=True, force=True)
     assert planned.statements == metrics.add_statements(EXTRA)
     assert metrics.of(warehouse) == metrics.BUILTIN_METRICS
     assert column(warehouse, "hourly_data", EXTRA) == 0
     with pytest.raises(MetricNameError, match="built-in"):
-        metrics.add(warehouse, "media", dry_run=True)
+        metrics.add(warehouse, "media", dry_run=True, force=True)
 
 
 def test_rates_view_derives_the_exports_rates_from_the_daily_counts(warehouse):
@@ -423,7 +452,7 @@ def test_the_loader_and_the_rollup_write_an_added_metric(warehouse):
 
     from peachdw import rollup
 
-    metrics.add(warehouse, EXTRA)
+    metrics.add(warehouse, EXTRA, force=True)
     zone = ZoneInfo("UTC")
     hour = int(datetime(2025, 8, 1, tzinfo=UTC).timestamp()) // 3600
     with db.transaction(warehouse):
@@ -475,7 +504,7 @@ def test_plausibility_rules_may_name_an_added_metric(warehouse):
     rule = f"{EXTRA} <= sessions"
     with pytest.raises(ConfigError, match=f"names {EXTRA}, not a metric"):
         quality.parse_rule(rule, metrics.of(warehouse))
-    metrics.add(warehouse, EXTRA)
+    metrics.add(warehouse, EXTRA, force=True)
     parsed = quality.parse_rule(rule, metrics.of(warehouse))
     with db.transaction(warehouse):
         warehouse.execute("INSERT INTO campaigns (id, name) VALUES (1, 'a')")

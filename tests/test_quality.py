@@ -228,12 +228,101 @@ def test_heal_that_cannot_fix_says_so_and_fails(world):
 
     healed = peachdw(folder, server, "sync", "--heal")  # the API is still wrong
     assert healed.exit_code == 1
-    assert "still differ from the API's reports" in healed.output
 
-    # The heal read the days again and their reports: another heal would not help.
+    # The heal read the days again and their reports: another heal would not help, and
+    # it is recorded as unresolved, not as a success, with the reason.
     conn = connect(folder / "warehouse.db")
-    heal = conn.execute("SELECT max(id) FROM sync_history").fetchone()[0]
+    heal, kind, status, message = conn.execute(
+        "SELECT id, sync_type, status, error_message FROM sync_history "
+        "ORDER BY id DESC LIMIT 1"
+    ).fetchone()
     conn.close()
+    differing = len({(c, d) for c, d, _ in expected})
+    assert (kind, status) == ("heal", "unresolved")
+    assert message == (
+        f"{differing} campaign-day(s) still differ from the API's reports although a "
+        "heal re-read every hour of them after their report: the API's hours and its "
+        "own report disagree, and another heal would read the same numbers; ask the "
+        "API's owners (`peachdw status --detailed` lists them)."
+    )
+    assert f"Sync {heal} (unresolved)" in healed.output
+    assert healed.output.splitlines()[-1] == (
+        f"Error: Heal {heal} ended unresolved: {message}"
+    )
+
+    after = peachdw(folder, server, "status", "--check", "--json")
+    assert after.exit_code == 1
+    problems = json.loads(after.output)["problems"]
+    assert problems[0] == f"The last sync, heal {heal}, ended unresolved: {message}"
+    assert len(problems[1:]) == len(expected)
+    assert all(
+        line.endswith(
+            f"; heal {heal} re-read that day and it still differs: the API's hours and "
+            "its own report disagree; ask the API's owners."
+        )
+        for line in problems[1:]
+    )
+
+
+def test_heal_that_leaves_hours_never_read_says_to_heal_again(world, monkeypatch):
+    from peachdw.cli import warehouse
+
+    _, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    server.quirks = Quirks()  # the API corrects its hours: the heal fixes every day
+
+    # The clock passes midnight while the heal runs: the day that ends then is one
+    # whose last hours no window has read yet.
+    later = current_hour() + 24
+    heal_for_real = warehouse.run_sync
+
+    def heal_past_midnight(*args, **kwargs):
+        result = heal_for_real(*args, **kwargs)
+        monkeypatch.setattr(warehouse, "current_hour", lambda: later)
+        return result
+
+    monkeypatch.setattr(warehouse, "run_sync", heal_past_midnight)
+    healed = peachdw(folder, server, "sync", "--heal")
+
+    conn = connect(folder / "warehouse.db")
+    heal, status, message = conn.execute(
+        "SELECT id, status, error_message FROM sync_history ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    zone = ZoneInfo("UTC")
+    first, last = quality.quality_days(later, 7, zone)
+    _, gaps = quality.completeness(conn, first, last, zone, later)
+    conn.close()
+    unread = sum(gap.missing_hours for gap in gaps)
+    assert unread > 0
+    assert healed.exit_code == 1
+    assert status == "unresolved"
+    assert message == (
+        f"{unread:,} serving campaign-hour(s) are still never read: run `peachdw sync "
+        "--heal` again."
+    )
+    assert healed.output.splitlines()[-1] == (
+        f"Error: Heal {heal} ended unresolved: {message}"
+    )
+
+
+def test_heal_advice_outlives_the_ordinary_syncs_that_read_the_same_report(world):
+    dataset, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    assert peachdw(folder, server, "sync", "--heal").exit_code == 1  # API still wrong
+    # The next syncs read the look-back and every reconciled day's report again.
+    assert peachdw(folder, server, "sync").exit_code == 0
+    assert peachdw(folder, server, "sync").exit_code == 0
+
+    conn = connect(folder / "warehouse.db")
+    heal, last = conn.execute(
+        "SELECT max(id) FILTER (WHERE sync_type = 'heal'), max(id) FROM sync_history"
+    ).fetchone()
+    reread = conn.execute(
+        "SELECT count(*) FROM api_report_days WHERE sync_id = ?", (last,)
+    ).fetchone()[0]
+    conn.close()
+    assert last == heal + 2 and reread > 0
     after = peachdw(folder, server, "status", "--check", "--json")
     assert after.exit_code == 1
     problems = json.loads(after.output)["problems"]
@@ -247,6 +336,58 @@ def test_heal_that_cannot_fix_says_so_and_fails(world):
     )
 
 
+def test_detailed_tells_differences_a_heal_already_re_read_from_the_others(world):
+    dataset, server, folder = world
+    assert peachdw(folder, server, "sync").exit_code == 0
+    expected = expected_differences(dataset, folder / "warehouse.db")
+    heal_title = "Differences (warehouse - API); fix with `peachdw sync --heal`"
+    reread_title = "Differences a heal already re-read (warehouse - API)"
+
+    before = json.loads(
+        peachdw(folder, server, "status", "--detailed", "--json").output
+    )["reconciliation"]
+    assert before["healed_campaign_days"] == 0
+    assert {
+        (d["healed"], d["heal_sync_id"], d["remedy"]) for d in before["differences"]
+    } == {(False, None, "run `peachdw sync --heal`.")}
+    shown = flat(peachdw(folder, server, "status", "--detailed").output)
+    assert heal_title in shown and reread_title not in shown
+
+    assert peachdw(folder, server, "sync", "--heal").exit_code == 1  # API still wrong
+    conn = connect(folder / "warehouse.db")
+    heal = conn.execute("SELECT max(id) FROM sync_history").fetchone()[0]
+    conn.close()
+    after = json.loads(
+        peachdw(folder, server, "status", "--detailed", "--json").output
+    )["reconciliation"]
+    differing = {(c, d) for c, d, _ in expected}
+    assert after["healed_campaign_days"] == len(differing)
+    assert {
+        (d["campaign_id"], d["day"], d["metric"]) for d in after["differences"]
+    } == set(expected)
+    assert {
+        (d["healed"], d["heal_sync_id"], d["remedy"]) for d in after["differences"]
+    } == {
+        (
+            True,
+            heal,
+            f"heal {heal} re-read that day and it still differs: the API's hours and "
+            "its own report disagree; ask the API's owners.",
+        )
+    }
+    shown = flat(peachdw(folder, server, "status", "--detailed").output)
+    assert heal_title not in shown
+    assert (
+        f"{reread_title}: the API's hours and its own report disagree, and another "
+        "heal reads the same numbers; ask the API's owners" in shown
+    )
+    assert (
+        f"{len(differing)} of {after['campaign_days']} campaign-days differ, "
+        f"{len(differing)} of them already re-read by a heal (the API's hours and its "
+        "own report disagree)." in shown
+    )
+
+
 def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
     now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
     with SandboxServer(Dataset(seed=8, campaigns=20, now=now), TOKEN) as server:
@@ -256,6 +397,43 @@ def test_nothing_to_heal_on_a_clean_sandbox(tmp_path):
     assert healed.exit_code == 0
     assert "Nothing to heal" in healed.output
     assert check.exit_code == 0
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["heal", "dry-run"])
+def test_heal_refuses_a_database_that_does_not_exist(tmp_path, dry_run):
+    folder = tmp_path / "data"
+    env = {
+        "PEACHAI_API_TOKEN": TOKEN,
+        # Nothing answers here: the heal must stop before it reads anything.
+        "PEACHDW_API_BASE_URL": "http://127.0.0.1:9",
+        "PEACHDW_DATABASE_PATH": str(folder / "warehouse.db"),
+    }
+    args = ["sync", "--heal", *(["--dry-run"] if dry_run else [])]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: No database at {folder / 'warehouse.db'}. Run `peachdw init` first, "
+        "or pass --db-path.\n"
+    )
+    assert not folder.exists()  # no database, no lock file, no folder
+
+
+def test_check_fails_on_a_rule_that_names_no_metric_as_detailed_does(tmp_path):
+    broken = {"PEACHDW_QUALITY_PLAUSIBILITY": '["foo <= sessions"]'}
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    with SandboxServer(Dataset(seed=8, campaigns=10, now=now), TOKEN) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        assert peachdw(tmp_path, server, "status", "--check").exit_code == 0
+        detailed = peachdw(tmp_path, server, "status", "--detailed", env=broken)
+        check = peachdw(tmp_path, server, "status", "--check", env=broken)
+        as_json = peachdw(tmp_path, server, "status", "--check", "--json", env=broken)
+
+    (line,) = detailed.output.splitlines()
+    assert line.startswith(
+        "Error: Plausibility rule 'foo <= sessions' names foo, not a metric; "
+    )
+    assert (detailed.exit_code, check.exit_code, as_json.exit_code) == (2, 2, 2)
+    assert check.output.splitlines() == as_json.output.splitlines() == [line]
 
 
 def test_check_names_a_sync_marked_running_whose_process_is_gone(tmp_path):
@@ -546,6 +724,43 @@ def test_unknown_field_and_broken_rules_show_in_status_and_debug(tmp_path):
         conn.close()
 
 
+def test_plain_status_says_in_one_line_what_detailed_would_show(tmp_path):
+    now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
+    dataset = Dataset(seed=8, campaigns=20, now=now)
+    quirks = Quirks(
+        skew_report=0.05, extra_field="video_views", implausible=0.02, seed=4
+    )
+    broken = {"PEACHDW_QUALITY_PLAUSIBILITY": '["foo <= sessions"]'}
+    with SandboxServer(dataset, TOKEN) as server:
+        assert peachdw(tmp_path, server, "sync").exit_code == 0
+        clean = peachdw(tmp_path, server, "status")
+        server.quirks = quirks
+        assert peachdw(tmp_path, server, "sync", "--full").exit_code == 0
+        state = json.loads(
+            peachdw(tmp_path, server, "status", "--detailed", "--json").output
+        )
+        shown = peachdw(tmp_path, server, "status")
+        with_broken_rule = peachdw(tmp_path, server, "status", env=broken)
+
+    assert clean.exit_code == 0
+    assert "To look into" not in clean.output
+    differing = state["reconciliation"]["differing_campaign_days"]
+    violating = state["plausibility"]["rows_violating"]
+    assert differing > 0 and violating > 0
+    assert shown.exit_code == 0
+    assert flat(shown.output).endswith(
+        f"To look into, over the last 7 days: {differing} campaign-day(s) differ from "
+        f"the API's reports; {violating:,} row(s) break a plausibility rule; 1 field(s) "
+        "the API sends are not stored (schema drift). `peachdw status --detailed` "
+        "shows them."
+    )
+    assert with_broken_rule.exit_code == 0
+    assert (
+        "the plausibility rule 'foo <= sessions' names no metric (quality.plausibility)"
+        in flat(with_broken_rule.output)
+    )
+
+
 def test_debug_campaign_shows_grid_rules_and_syncs(tmp_path):
     now = datetime.fromtimestamp((current_hour() + 1) * 3600, UTC)
     with SandboxServer(Dataset(seed=8, campaigns=20, now=now), TOKEN) as server:
@@ -633,6 +848,57 @@ def test_reconcile_counts_differences_beyond_the_tolerance(warehouse):
     )
     # 3 of 103 is within 5%; 5 against a report of 0 is not.
     assert [d.delta for d in loose.differences] == [5]
+
+
+def _report(campaign_id: int, day: date, sessions: int) -> dict:
+    return {
+        "campaign_id": campaign_id,
+        "date": day.isoformat(),
+        "sessions": sessions,
+        "registrations": 0,
+        "converted_users": 0,
+        "messages": 0,
+    }
+
+
+def test_a_heal_settles_a_day_until_the_report_changes(warehouse):
+    day = date(2024, 10, 4)
+    start, end = days_to_hours(day, day)
+    with transaction(warehouse):
+        warehouse.execute(
+            "INSERT INTO campaigns (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c')"
+        )
+        warehouse.executemany(
+            "INSERT INTO sync_history (id, sync_type, status, started_at) "
+            "VALUES (?, ?, 'success', 'now')",
+            [(1, "incremental"), (2, "heal"), (3, "incremental"), (4, "incremental")],
+        )
+        # The heal (2) read the whole day; the ordinary syncs read part of it.
+        warehouse.executemany(
+            "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+            "finished_at) VALUES (?, ?, ?, 'done', 'now')",
+            [(1, start, end), (2, start, end), (3, start + 12, end), (4, end - 1, end)],
+        )
+        first = [_report(1, day, 10), _report(2, day, 20), _report(3, day, 5)]
+        quality.store_reports(warehouse, first, day, day, 1)
+        quality.store_reports(warehouse, first, day, day, 2)  # the heal's own read
+        quality.store_reports(warehouse, first, day, day, 3)  # the same figures
+    keys = {(1, day.isoformat()), (2, day.isoformat())}
+    assert quality.healed_campaign_days(warehouse, keys) == dict.fromkeys(keys, 2)
+
+    # The API changes campaign 2's figure and drops campaign 3 from its report.
+    with transaction(warehouse):
+        quality.store_reports(
+            warehouse, [_report(1, day, 10), _report(2, day, 21)], day, day, 4
+        )
+    figures = dict(
+        warehouse.execute("SELECT campaign_id, figures_sync_id FROM api_reports")
+    )
+    assert figures == {1: 1, 2: 4}
+    keys.add((3, day.isoformat()))
+    # Only campaign 1's figure is the one the heal compared; campaign 3, left out of
+    # the report, goes by the day's report, which changed.
+    assert quality.healed_campaign_days(warehouse, keys) == {(1, day.isoformat()): 2}
 
 
 def test_completeness_counts_hours_never_read_in_local_days(warehouse):

@@ -174,15 +174,20 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     return applied
 
 
+def require_database(path: Path) -> None:
+    """Refuse a path with no file: only `peachdw init` (and a plain sync) creates one."""
+    if not path.exists():
+        raise StorageError(
+            f"No database at {path}. Run `peachdw init` first, or pass --db-path."
+        )
+
+
 def open_warehouse(
     path: Path | str, *, busy_timeout_ms: int = 5000
 ) -> sqlite3.Connection:
     """Open the file and refuse one that `peachdw init` has not brought up to date."""
     path = Path(path)
-    if not path.exists():
-        raise StorageError(
-            f"No database at {path}. Run `peachdw init` first, or pass --db-path."
-        )
+    require_database(path)
 
     conn = connect(path, busy_timeout_ms=busy_timeout_ms)
     current = schema_version(conn)

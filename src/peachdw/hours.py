@@ -30,6 +30,14 @@ def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(start, end) for start, end in merged]
 
 
+def hour_iso(unix_hour: int | None) -> str | None:
+    """`2025-08-01T14:00:00Z`, the ISO 8601 text the warehouse stores times in; None for
+    no hour."""
+    if unix_hour is None:
+        return None
+    return datetime.fromtimestamp(unix_hour * 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def span_text(start_hour: int, end_hour: int) -> str:
     """A half-open range of hours as people read it: first hour to last hour, inclusive."""
     return f"{hour_text(start_hour)} to {hour_text(end_hour - 1)}"

@@ -121,8 +121,13 @@ def added(conn: sqlite3.Connection) -> tuple[str, ...]:
     return tuple(row[0] for row in rows)
 
 
-def check_name(conn: sqlite3.Connection, name: str) -> str:
-    """`name` if it can become a new metric of this warehouse; else MetricNameError."""
+def check_name(conn: sqlite3.Connection, name: str, *, force: bool = False) -> str:
+    """`name` if it can become a new metric of this warehouse; else MetricNameError.
+
+    A name the API was never seen sending on /admin/metrics is refused unless `force`:
+    a metric cannot be removed, and a misspelt one would be a column of zeros in every
+    export for good.
+    """
     if not _NAME.fullmatch(name):
         reason = (
             "is not a lowercase identifier (a letter, then letters, digits or _, "
@@ -136,6 +141,14 @@ def check_name(conn: sqlite3.Connection, name: str) -> str:
         reason = "is a keyword of SQL or Python, which would break the queries"
     elif name in RESERVED_NAMES:
         reason = "is the name of another column of the tables or the reports"
+    elif not force and _seen(conn, name) is None:
+        raise MetricNameError(
+            f"Cannot add the metric {name!r}: the API was never seen sending it on "
+            f"{METRICS_ENDPOINT} (`peachdw metrics list` shows the fields it sends), and "
+            "a metric cannot be removed; check the spelling, or add it anyway with "
+            "--force.",
+            name=name,
+        )
     else:
         return name
     raise MetricNameError(
@@ -178,20 +191,23 @@ class AddedMetric:
     statements: list[str]
 
 
-def add(conn: sqlite3.Connection, name: str, *, dry_run: bool = False) -> AddedMetric:
+def add(
+    conn: sqlite3.Connection, name: str, *, dry_run: bool = False, force: bool = False
+) -> AddedMetric:
     """Make `name` an integer metric of this warehouse, in one transaction.
 
     Both tables gain the column (every row kept, each at 0), `metric_definitions` gains
     the row that makes the metric part of `of(conn)`, and the field's drift entry is
     marked adopted. The caller holds the sync lock, so no sync writes meanwhile. A dry
-    run checks the name and counts the rows, and writes nothing.
+    run checks the name and counts the rows, and writes nothing. A name the API was
+    never seen sending is refused unless `force` (`check_name`).
     """
     if dry_run:
-        return _plan(conn, name)
+        return _plan(conn, name, force)
 
     with transaction(conn):
         # Planned inside the write transaction, so two adds of one name cannot both pass.
-        result = _plan(conn, name)
+        result = _plan(conn, name, force)
         for statement in result.statements:
             conn.execute(statement)
         now = utc_now()
@@ -208,8 +224,8 @@ def add(conn: sqlite3.Connection, name: str, *, dry_run: bool = False) -> AddedM
     return result
 
 
-def _plan(conn: sqlite3.Connection, name: str) -> AddedMetric:
-    check_name(conn, name)
+def _plan(conn: sqlite3.Connection, name: str, force: bool) -> AddedMetric:
+    check_name(conn, name, force=force)
     return AddedMetric(
         name,
         conn.execute("SELECT count(*) FROM hourly_data").fetchone()[0],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from peachdw.db import utc_now
 from peachdw.errors import ConfigError
-from peachdw.hours import day_spans, merge_spans
+from peachdw.hours import day_spans, days_to_hours, merge_spans
 from peachdw.metrics import BUILTIN_METRICS, REPORT_METRICS
 from peachdw.report import hourly_day_sums
 
@@ -59,39 +60,72 @@ def store_reports(
     """Keep the API's daily totals for the UTC days first..last, replacing older ones.
 
     A campaign-day the API leaves out had no activity. Rows for unknown campaigns, or
-    that are not the contract's shape, are skipped. Returns the rows stored.
+    that are not the contract's shape, are skipped. A figure read again unchanged keeps
+    the sync that first read it (`figures_sync_id`), and so does a day whose report is
+    unchanged as a whole: `healed_campaign_days` compares heals with it. Returns the
+    rows stored.
     """
     known = {row[0] for row in conn.execute("SELECT id FROM campaigns")}
     fetched = utc_now()
-    kept = []
+    columns = ", ".join(REPORT_METRICS)
+    span = (first.isoformat(), last.isoformat())
+    before: dict[tuple[int, str], tuple[tuple[int, ...], int | None]] = {
+        (row[0], row[1]): (tuple(row[2:-1]), row[-1])
+        for row in conn.execute(
+            f"SELECT campaign_id, day, {columns}, figures_sync_id FROM api_reports "
+            "WHERE day >= ? AND day <= ?",
+            span,
+        )
+    }
+    days_before = dict(
+        conn.execute(
+            "SELECT day, figures_sync_id FROM api_report_days "
+            "WHERE day >= ? AND day <= ?",
+            span,
+        ).fetchall()
+    )
+
+    figures: dict[tuple[int, str], tuple[int, ...]] = {}
     for row in rows:
         try:
             campaign_id = row["campaign_id"]
             day = date.fromisoformat(row["date"])
-            values = [row[metric] for metric in REPORT_METRICS]
+            values = tuple(row[metric] for metric in REPORT_METRICS)
         except (KeyError, TypeError, ValueError):
             continue
         valid = all(isinstance(v, int) and v >= 0 for v in values)
         if campaign_id in known and first <= day <= last and valid:
-            kept.append((campaign_id, day.isoformat(), *values, fetched, sync_id))
-    conn.execute(
-        "DELETE FROM api_reports WHERE day >= ? AND day <= ?",
-        (first.isoformat(), last.isoformat()),
-    )
-    columns = ", ".join(REPORT_METRICS)
+            figures[(campaign_id, day.isoformat())] = values
+    kept = []
+    for key, values in figures.items():
+        old = before.get(key)
+        since = old[1] if old is not None and old[0] == values else sync_id
+        kept.append((*key, *values, fetched, sync_id, since))
+
+    conn.execute("DELETE FROM api_reports WHERE day >= ? AND day <= ?", span)
     marks = ", ".join("?" for _ in REPORT_METRICS)
     conn.executemany(
-        f"INSERT INTO api_reports (campaign_id, day, {columns}, fetched_at, sync_id) "
-        f"VALUES (?, ?, {marks}, ?, ?)",
+        f"INSERT INTO api_reports (campaign_id, day, {columns}, fetched_at, sync_id, "
+        f"figures_sync_id) VALUES (?, ?, {marks}, ?, ?, ?)",
         kept,
     )
+    old_days: dict[str, dict[int, tuple[int, ...]]] = defaultdict(dict)
+    for (campaign_id, text), (values, _) in before.items():
+        old_days[text][campaign_id] = values
+    new_days: dict[str, dict[int, tuple[int, ...]]] = defaultdict(dict)
+    for (campaign_id, text), values in figures.items():
+        new_days[text][campaign_id] = values
     day = first
     while day <= last:
+        text = day.isoformat()
+        same = text in days_before and old_days[text] == new_days[text]
+        since = days_before[text] if same else sync_id
         conn.execute(
-            "INSERT INTO api_report_days (day, fetched_at, sync_id) VALUES (?, ?, ?) "
+            "INSERT INTO api_report_days (day, fetched_at, sync_id, figures_sync_id) "
+            "VALUES (?, ?, ?, ?) "
             "ON CONFLICT (day) DO UPDATE SET fetched_at = excluded.fetched_at, "
-            "sync_id = excluded.sync_id",
-            (day.isoformat(), fetched, sync_id),
+            "sync_id = excluded.sync_id, figures_sync_id = excluded.figures_sync_id",
+            (text, fetched, sync_id, since),
         )
         day += timedelta(days=1)
     return len(kept)
@@ -207,6 +241,67 @@ def reconcile(
                     Difference(key[0], key[1], metric, mine, reported)
                 )
     return result
+
+
+def healed_campaign_days(
+    conn: sqlite3.Connection, campaign_days: set[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """For each (campaign, UTC day) a heal already re-read, that heal's sync id.
+
+    That is the newest heal whose finished windows read every hour of the day for the
+    campaign, if it is no older than the sync that first read the report figures held
+    now (`figures_sync_id` of the campaign-day, or of the day when the report leaves the
+    campaign out). The heal compared the API's hours with the same figures, so a
+    difference left is the API's own, and another heal would read the same numbers. The
+    ordinary syncs after it read the report again, but figures they find unchanged keep
+    their first reader, so they do not hide the heal.
+    """
+    if not campaign_days:
+        return {}
+    windows: dict[int, list[tuple[int, int, int | None]]] = defaultdict(list)
+    for sync_id, start, end, campaign_id in conn.execute(
+        "SELECT w.sync_id, w.start_hour, w.end_hour, w.campaign_id "
+        "FROM sync_windows AS w JOIN sync_history AS s ON s.id = w.sync_id "
+        "WHERE s.sync_type = 'heal' AND w.status = 'done' ORDER BY w.start_hour"
+    ):
+        windows[sync_id].append((start, end, campaign_id))
+    if not windows:
+        return {}
+
+    days = sorted({day for _, day in campaign_days})
+    span = (days[0], days[-1])
+    day_since = dict(
+        conn.execute(
+            "SELECT day, figures_sync_id FROM api_report_days "
+            "WHERE day >= ? AND day <= ?",
+            span,
+        ).fetchall()
+    )
+    row_since = {
+        (row[0], row[1]): row[2]
+        for row in conn.execute(
+            "SELECT campaign_id, day, figures_sync_id FROM api_reports "
+            "WHERE day >= ? AND day <= ?",
+            span,
+        )
+    }
+    found = {}
+    for campaign_id, day in campaign_days:
+        key = (campaign_id, day)
+        since = row_since[key] if key in row_since else day_since.get(day)
+        lo, hi = days_to_hours(date.fromisoformat(day), date.fromisoformat(day))
+        for heal in sorted(windows, reverse=True):
+            if heal < (since or 0):
+                break  # this heal, and every older one, read the hours before the figures
+            spans = [
+                (start, end)
+                for start, end, scope in windows[heal]
+                if scope is None or scope == campaign_id
+            ]
+            if uncovered(spans, lo, hi) == 0:
+                found[key] = heal
+                break
+    return found
 
 
 # -- completeness --------------------------------------------------------------------

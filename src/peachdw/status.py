@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from peachdw import metrics, quality
 from peachdw.db import utc_now
-from peachdw.hours import days_to_hours, hour_text
+from peachdw.errors import ConfigError
+from peachdw.hours import days_to_hours, hour_iso, hour_text
 from peachdw.rules import FALLBACK, TIERS
 from peachdw.sync import LEDGER_COUNTERS, process_alive
 
@@ -32,6 +32,9 @@ class WarehouseStatus:
     mapped: int = 0
     #: (reason, count) for the rows the latest sync rejected, most frequent first.
     rejections: list[tuple[str, int]] = field(default_factory=list)
+    #: first_hour and latest_hour (unix hours) as ISO 8601 UTC times, for people.
+    first_hour_utc: str | None = None
+    latest_hour_utc: str | None = None
 
 
 def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> WarehouseStatus:
@@ -85,6 +88,8 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
         unmapped=unmapped,
         mapped=mapped,
         rejections=rejections,
+        first_hour_utc=hour_iso(hours[1]),
+        latest_hour_utc=hour_iso(hours[2]),
     )
 
 
@@ -92,7 +97,8 @@ def check_problems(
     conn: sqlite3.Connection, *, max_lag_hours: int, now_hour: int
 ) -> list[str]:
     """One sentence per reason to alert: stale data, or a last sync that did not succeed
-    (including one marked running whose process is gone).
+    (including one marked running whose process is gone, and a heal that ended
+    unresolved).
 
     Freshness is the end of the newest finished window of any sync, so a campaign with no
     traffic does not look stale.
@@ -110,6 +116,13 @@ def check_problems(
             f"The last sync ({latest['id']}) is marked running but its process "
             f"{latest['pid']} is gone: it was killed or crashed; the next sync marks it "
             "interrupted and resumes."
+        )
+    elif latest["status"] == "unresolved":
+        # A heal that read all it planned: its message says why it could not settle
+        # everything (the API disagreeing with itself, or hours still never read).
+        problems.append(
+            f"The last sync, heal {latest['id']}, ended unresolved: "
+            f"{latest['error_message']}"
         )
     elif latest["status"] not in ("success", "running"):
         problems.append(
@@ -240,6 +253,7 @@ def collect_detailed(
 
     utc_first, utc_last = quality.report_days(now_hour, days) or (first, last)
     found = quality.reconcile(conn, utc_first, utc_last, tolerance=tolerance)
+    healed = quality.healed_campaign_days(conn, found.differing_campaign_days)
     reconciliation = {
         "first_day": found.first_day,
         "last_day": found.last_day,
@@ -247,7 +261,18 @@ def collect_detailed(
         "campaign_days": found.campaign_days,
         "tolerance": tolerance,
         "differing_campaign_days": len(found.differing_campaign_days),
-        "differences": [{**asdict(d), "delta": d.delta} for d in found.differences],
+        # Of those, the ones a heal already re-read: the API disagrees with itself.
+        "healed_campaign_days": len(healed),
+        "differences": [
+            {
+                **asdict(d),
+                "delta": d.delta,
+                "healed": (d.campaign_id, d.day) in healed,
+                "heal_sync_id": healed.get((d.campaign_id, d.day)),
+                "remedy": difference_remedy(healed.get((d.campaign_id, d.day))),
+            }
+            for d in found.differences
+        ],
     }
 
     mapped = conn.execute(
@@ -270,24 +295,14 @@ def collect_detailed(
     to_check = campaigns_to_check(conn)
     mapping = {"distribution": distribution, "to_check": to_check}
 
-    rules = [quality.parse_rule(text, metrics.of(conn)) for text in plausibility]
+    rules = plausibility_rules(conn, plausibility)
     counts, _ = quality.violations(conn, rules, start, end)
     rows_checked = conn.execute(
         "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
         "ON d.campaign_id = c.id WHERE d.unix_hour >= ? AND d.unix_hour < ?",
         (start, end),
     ).fetchone()[0]
-    violating = (
-        conn.execute(
-            "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
-            "ON d.campaign_id = c.id WHERE d.unix_hour >= ? AND d.unix_hour < ? AND ("
-            + " OR ".join(f"({rule.violated_sql()})" for rule in rules or [])
-            + ")",
-            (start, end),
-        ).fetchone()[0]
-        if rules
-        else 0
-    )
+    violating = violating_rows(conn, rules, start, end)
     plausible = {
         "rows_checked": rows_checked,
         "rows_violating": violating,
@@ -305,14 +320,7 @@ def collect_detailed(
     for row in syncs:
         oldest = row["restated_oldest_hour"]
         row["restated_oldest_hour"] = None if oldest is None else hour_text(oldest)
-    # A field that became a metric (metrics.add) is stored, not drift.
-    drift = [
-        dict(row)
-        for row in conn.execute(
-            "SELECT endpoint, field, first_seen_at, last_seen_at, occurrences "
-            "FROM schema_drift WHERE adopted_at IS NULL ORDER BY last_seen_at DESC"
-        )
-    ]
+    drift = drift_fields(conn)
 
     all_campaigns = len(mapped)
     parts = {
@@ -346,29 +354,111 @@ def collect_detailed(
     }
 
 
+def violating_rows(
+    conn: sqlite3.Connection,
+    rules: list[quality.PlausibilityRule],
+    start: int,
+    end: int,
+) -> int:
+    """Stored rows of [start, end) that break any of `rules`."""
+    if not rules:
+        return 0
+    return conn.execute(
+        "SELECT count(*) FROM campaigns AS c CROSS JOIN hourly_data AS d "
+        "ON d.campaign_id = c.id WHERE d.unix_hour >= ? AND d.unix_hour < ? AND ("
+        + " OR ".join(f"({rule.violated_sql()})" for rule in rules)
+        + ")",
+        (start, end),
+    ).fetchone()[0]
+
+
+def drift_fields(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Fields the API sends that the warehouse does not store, newest seen first."""
+    # A field that became a metric (metrics.add) is stored, not drift.
+    return [
+        dict(row)
+        for row in conn.execute(
+            "SELECT endpoint, field, first_seen_at, last_seen_at, occurrences "
+            "FROM schema_drift WHERE adopted_at IS NULL ORDER BY last_seen_at DESC"
+        )
+    ]
+
+
+@dataclass
+class ToLookInto:
+    """What plain `status` mentions in one line, for `status --detailed` to show: the
+    same checks over the same days, counted only."""
+
+    differing_campaign_days: int = 0
+    #: Of those, the ones a heal already re-read (the API disagrees with itself).
+    healed_campaign_days: int = 0
+    drift_fields: int = 0
+    rows_violating: int = 0
+    #: A rule of quality.plausibility that names no metric of the warehouse, if any.
+    broken_rule: str | None = None
+
+
+def to_look_into(
+    conn: sqlite3.Connection,
+    *,
+    now_hour: int,
+    zone: ZoneInfo,
+    days: int,
+    tolerance: float,
+    plausibility: list[str],
+) -> ToLookInto:
+    """Counts of the reconciliation differences, drift and rule violations that
+    `status --detailed` lists, over its days. Each check covers `days` days only, so
+    this stays as quick on a year of data as on a week."""
+    found = ToLookInto(drift_fields=len(drift_fields(conn)))
+    window = quality.report_days(now_hour, days)
+    if window is not None:
+        differing = quality.reconcile(
+            conn, *window, tolerance=tolerance
+        ).differing_campaign_days
+        found.differing_campaign_days = len(differing)
+        found.healed_campaign_days = len(quality.healed_campaign_days(conn, differing))
+    names = metrics.of(conn)
+    rules = []
+    for text in plausibility:
+        try:
+            rules.append(quality.parse_rule(text, names))
+        except ConfigError:
+            found.broken_rule = text
+            return found
+    first, last = quality.quality_days(now_hour, days, zone)
+    found.rows_violating = violating_rows(
+        conn, rules, *days_to_hours(first, last, zone)
+    )
+    return found
+
+
+def plausibility_rules(
+    conn: sqlite3.Connection, texts: list[str]
+) -> list[quality.PlausibilityRule]:
+    """The rules of quality.plausibility, checked against this warehouse's metrics; a
+    rule naming anything else raises ConfigError with one line that names it."""
+    names = metrics.of(conn)
+    return [quality.parse_rule(text, names) for text in texts]
+
+
 def reconciliation_problems(
     conn: sqlite3.Connection, *, now_hour: int, days: int, tolerance: float
 ) -> list[str]:
     """One sentence per campaign, day and metric whose sum differs from the API's report.
 
-    Its remedy is a heal, unless a heal already re-read that campaign-day and the report
-    compared is no older than that heal: then the API's own hours and report disagree,
-    and another heal would only read the same numbers again.
+    Its remedy is a heal, unless a heal already re-read that campaign-day after (or with)
+    the report figures held now (`quality.healed_campaign_days`): then the API's own
+    hours and report disagree, and another heal would only read the same numbers again.
     """
     window = quality.report_days(now_hour, days)
     if window is None:
         return []
     found = quality.reconcile(conn, *window, tolerance=tolerance)
-    healed = _healed_campaign_days(conn, found.differing_campaign_days)
+    healed = quality.healed_campaign_days(conn, found.differing_campaign_days)
     problems = []
     for d in found.differences:
-        heal = healed.get((d.campaign_id, d.day))
-        remedy = (
-            "run `peachdw sync --heal`."
-            if heal is None
-            else f"heal {heal} re-read that day and it still differs: the API's hours and "
-            "its own report disagree; ask the API's owners."
-        )
+        remedy = difference_remedy(healed.get((d.campaign_id, d.day)))
         problems.append(
             f"Campaign {d.campaign_id} on {d.day}: {d.metric} is {d.warehouse:,} in the "
             f"warehouse and {d.api:,} in the API's report ({d.delta:+,}); {remedy}"
@@ -376,32 +466,12 @@ def reconciliation_problems(
     return problems
 
 
-def _healed_campaign_days(
-    conn: sqlite3.Connection, campaign_days: set[tuple[int, str]]
-) -> dict[tuple[int, str], int]:
-    """For each (campaign, UTC day), the newest heal sync whose finished windows read
-    every hour of it, if that heal is no older than the sync that fetched its report."""
-    if not campaign_days:
-        return {}
-    windows: dict[int, list[tuple[int, int, int | None]]] = {}
-    for sync_id, start, end, campaign_id in conn.execute(
-        "SELECT w.sync_id, w.start_hour, w.end_hour, w.campaign_id "
-        "FROM sync_windows AS w JOIN sync_history AS s ON s.id = w.sync_id "
-        "WHERE s.sync_type = 'heal' AND w.status = 'done' ORDER BY w.start_hour"
-    ):
-        windows.setdefault(sync_id, []).append((start, end, campaign_id))
-    reported = dict(conn.execute("SELECT day, sync_id FROM api_report_days").fetchall())
-    found = {}
-    for campaign_id, day in campaign_days:
-        lo, hi = days_to_hours(date.fromisoformat(day), date.fromisoformat(day))
-        for heal in sorted(windows, reverse=True):
-            spans = [
-                (start, end)
-                for start, end, scope in windows[heal]
-                if scope is None or scope == campaign_id
-            ]
-            if quality.uncovered(spans, lo, hi) == 0:
-                if heal >= (reported.get(day) or 0):
-                    found[(campaign_id, day)] = heal
-                break
-    return found
+def difference_remedy(heal: int | None) -> str:
+    """What to do about a difference: heal, or, when heal `heal` already re-read the
+    campaign-day with the report held now, ask the API's owners."""
+    if heal is None:
+        return "run `peachdw sync --heal`."
+    return (
+        f"heal {heal} re-read that day and it still differs: the API's hours and its own "
+        "report disagree; ask the API's owners."
+    )

@@ -437,7 +437,8 @@ def run_sync(
         dry_run=options.dry_run,
     )
     previous_url = conn.execute(
-        "SELECT api_base_url FROM sync_history WHERE status = 'success' "
+        "SELECT api_base_url FROM sync_history "
+        "WHERE status IN ('success', 'unresolved') "
         "ORDER BY id DESC LIMIT 1"
     ).fetchone()
     if (
@@ -788,6 +789,20 @@ def _finish(result: SyncResult, client: PeachClient) -> None:
         result.status = "success"
 
 
+def mark_unresolved(conn: sqlite3.Connection, result: SyncResult, message: str) -> None:
+    """Record a heal that read every window it planned yet left campaign-days differing
+    from the API's reports, or hours never read, as `unresolved`, with `message`: not a
+    success, and not a failure a rerun of the same windows would cure."""
+    result.status = "unresolved"
+    result.error_message = message
+    with transaction(conn):
+        conn.execute(
+            "UPDATE sync_history SET status = 'unresolved', error_message = ? "
+            "WHERE id = ?",
+            (message, result.sync_id),
+        )
+
+
 def _open_sync_row(
     conn: sqlite3.Connection, result: SyncResult, api_base_url: str
 ) -> int:
@@ -845,6 +860,7 @@ __all__ = [
     "SyncPlan",
     "SyncResult",
     "mark_interrupted",
+    "mark_unresolved",
     "plan_historical",
     "plan_incremental",
     "run_sync",

@@ -234,6 +234,30 @@ def make_client(settings: Settings) -> PeachClient:
     )
 
 
+class CampaignId(click.ParamType):
+    """A campaign's id as the API gives it: a whole number from 1 up."""
+
+    name = "campaign_id"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        text = str(value).strip()
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(
+            f"{value!r} is not a campaign id; give the number from `peachdw status` or "
+            "the exports",
+            param,
+            ctx,
+        )
+
+
+CAMPAIGN_ID = CampaignId()
+
+
 DAY_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from peachdw import db, metrics, quality
-from peachdw.cli.base import cli, console, global_options, setup
+from peachdw.cli.base import CAMPAIGN_ID, cli, console, global_options, setup
 from peachdw.errors import PeachDWError
 from peachdw.hours import current_hour, day_spans, hour_text
 from peachdw.metrics import REPORT_METRICS
@@ -34,7 +34,7 @@ GRID_KEY = {
 
 @cli.command("debug-campaign")
 @global_options
-@click.argument("campaign_id", type=click.IntRange(1))
+@click.argument("campaign_id", type=CAMPAIGN_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print it all as JSON.")
 @click.pass_context
 def debug_campaign(ctx: click.Context, campaign_id: int, as_json: bool) -> None:

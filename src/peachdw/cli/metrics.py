@@ -77,14 +77,21 @@ def metrics_list(ctx: click.Context, as_json: bool) -> None:
 @metrics_group.command("add")
 @global_options
 @click.argument("name")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Add NAME even though the API was never seen sending it (a metric cannot be "
+    "removed).",
+)
 @click.pass_context
-def metrics_add(ctx: click.Context, name: str) -> None:
+def metrics_add(ctx: click.Context, name: str, force: bool) -> None:
     """Store NAME, an integer field of /admin/metrics, as a new metric.
 
     Adds the column to hourly_data and daily_totals in one transaction (every stored row
     is kept and reads 0), after which every sync stores the field, the rollup sums it and
     every export shows it. Hours stored before are not read again by themselves: the
-    command says how. Refused while a sync runs, as a second sync is.
+    command says how. NAME must be a field the API was seen sending (`peachdw metrics
+    list`), unless --force. Refused while a sync runs, as a second sync is.
     """
     options, settings = setup(ctx)
     path = settings.database.path
@@ -94,11 +101,11 @@ def metrics_add(ctx: click.Context, name: str) -> None:
         )
         stack.callback(conn.close)
         # A bad name is refused as such, before the lock, even while a sync runs.
-        metrics.check_name(conn, name)
+        metrics.check_name(conn, name, force=force)
         if not options.dry_run:
             # A sync reads the metrics once, as it starts: none may run meanwhile.
             stack.enter_context(SyncLock(path, f"peachdw metrics add {name}"))
-        added = metrics.add(conn, name, dry_run=options.dry_run)
+        added = metrics.add(conn, name, dry_run=options.dry_run, force=force)
         held = held_days(conn, settings.reporting.zone())
 
     if options.dry_run:
@@ -111,6 +118,10 @@ def metrics_add(ctx: click.Context, name: str) -> None:
             f"{added.hourly_rows:,} rows of hourly_data, {added.daily_rows:,} of "
             "daily_totals."
         )
+        if added.seen is None:
+            console.print(
+                f"The API has not been seen sending {name}; hours without it store 0."
+            )
         console.print("Nothing was written.")
         return
 

@@ -24,10 +24,13 @@ from peachdw.hours import (
 )
 from peachdw.quality import as_json as as_json_value
 from peachdw.status import (
+    ToLookInto,
     check_problems,
     collect_detailed,
     collect_status,
+    plausibility_rules,
     reconciliation_problems,
+    to_look_into,
 )
 from peachdw.sync import (
     process_alive,
@@ -84,6 +87,9 @@ def status(ctx: click.Context, check: bool, detailed: bool, as_json: bool) -> No
         state = dataclasses.asdict(collect_status(conn)) if as_json else {}
     problems = []
     if check:
+        # A rule that names no metric fails the check as it fails --detailed: a cron job
+        # that only checks would otherwise never hear of it.
+        plausibility_rules(conn, quality_settings.plausibility)
         problems = check_problems(
             conn, max_lag_hours=quality_settings.max_lag_hours, now_hour=now_hour
         ) + reconciliation_problems(
@@ -207,33 +213,32 @@ def show_detailed(state: dict[str, Any]) -> None:
             "Reconciliation: no API reports kept yet; the next `peachdw sync` reads them."
         )
     else:
+        healed = recon["healed_campaign_days"]
         console.print(
             f"Reconciliation with the API's reports, {recon['first_day']} to "
             f"{recon['last_day']} (UTC days): {recon['differing_campaign_days']} of "
-            f"{recon['campaign_days']} campaign-days differ."
-        )
-    if recon["differences"]:
-        table = Table(
-            title="Differences (warehouse - API); fix with `peachdw sync --heal`"
-        )
-        for column in ("campaign", "day", "metric", "warehouse", "API", "difference"):
-            table.add_column(column)
-        for d in recon["differences"][:MAX_TABLE_ROWS]:
-            table.add_row(
-                str(d["campaign_id"]),
-                d["day"],
-                d["metric"],
-                f"{d['warehouse']:,}",
-                f"{d['api']:,}",
-                f"{d['delta']:+,}",
+            f"{recon['campaign_days']} campaign-days differ"
+            + (
+                f", {healed} of them already re-read by a heal (the API's hours and its "
+                "own report disagree)."
+                if healed
+                else "."
             )
-        console.print(table)
-        hidden = len(recon["differences"]) - MAX_TABLE_ROWS
-        if hidden > 0:
-            console.print(
-                f"... and {hidden:,} more differences; "
-                "`peachdw status --detailed --json` lists them all."
-            )
+        )
+    differences = recon["differences"]
+    _differences_table(
+        [d for d in differences if not d["healed"]],
+        "Differences (warehouse - API); fix with `peachdw sync --heal`",
+        "differences",
+    )
+    _differences_table(
+        [d for d in differences if d["healed"]],
+        "Differences a heal already re-read (warehouse - API): the API's hours and its "
+        "own report disagree, and another heal reads the same numbers; ask the API's "
+        "owners",
+        "differences a heal already re-read",
+        heal_column=True,
+    )
 
     mapping = state["mapping"]
     console.print(
@@ -305,11 +310,48 @@ def show_detailed(state: dict[str, Any]) -> None:
         )
 
 
+def _differences_table(
+    rows: list[dict[str, Any]], title: str, what: str, *, heal_column: bool = False
+) -> None:
+    """The first MAX_TABLE_ROWS differences under `title`, and how many more there are."""
+    if not rows:
+        return
+    table = Table(title=title)
+    columns = ["campaign", "day", "metric", "warehouse", "API", "difference"]
+    for column in columns + (["heal"] if heal_column else []):
+        table.add_column(column)
+    for d in rows[:MAX_TABLE_ROWS]:
+        cells = [
+            str(d["campaign_id"]),
+            d["day"],
+            d["metric"],
+            f"{d['warehouse']:,}",
+            f"{d['api']:,}",
+            f"{d['delta']:+,}",
+        ]
+        table.add_row(*cells, *([str(d["heal_sync_id"])] if heal_column else []))
+    console.print(table)
+    hidden = len(rows) - MAX_TABLE_ROWS
+    if hidden > 0:
+        console.print(
+            f"... and {hidden:,} more {what}; "
+            "`peachdw status --detailed --json` lists them all."
+        )
+
+
 def show_status(settings: Settings) -> None:
     conn = db.open_warehouse(
         settings.database.path, busy_timeout_ms=settings.database.busy_timeout_ms
     )
     state = collect_status(conn)
+    found = to_look_into(
+        conn,
+        now_hour=current_hour(),
+        zone=settings.reporting.zone(),
+        days=settings.quality.reconcile_days,
+        tolerance=settings.quality.tolerance,
+        plausibility=settings.quality.plausibility,
+    )
     conn.close()
 
     overview = Table(title=f"Warehouse {settings.database.path}", show_header=False)
@@ -382,6 +424,43 @@ def show_status(settings: Settings) -> None:
                 "most sessions first (first 20; all: peachdw hierarchy unmapped)",
             )
         )
+    line = look_into_line(found, settings.quality.reconcile_days)
+    if line:
+        console.print(line)
+
+
+def look_into_line(found: ToLookInto, days: int) -> str | None:
+    """One line on what `status --detailed` would show, or None if there is nothing."""
+    parts = []
+    if found.differing_campaign_days:
+        healed = found.healed_campaign_days
+        parts.append(
+            f"{found.differing_campaign_days} campaign-day(s) differ from the API's "
+            "reports"
+            + (
+                f" ({healed} already re-read by a heal: the API disagrees with itself)"
+                if healed
+                else ""
+            )
+        )
+    if found.broken_rule:
+        parts.append(
+            f"the plausibility rule {found.broken_rule!r} names no metric "
+            "(quality.plausibility)"
+        )
+    elif found.rows_violating:
+        parts.append(f"{found.rows_violating:,} row(s) break a plausibility rule")
+    if found.drift_fields:
+        parts.append(
+            f"{found.drift_fields} field(s) the API sends are not stored (schema drift)"
+        )
+    if not parts:
+        return None
+    return (
+        f"To look into, over the last {days} days: "
+        + "; ".join(parts)
+        + ". `peachdw status --detailed` shows them."
+    )
 
 
 def campaigns_table(rows: list[dict[str, Any]], title: str) -> Table:

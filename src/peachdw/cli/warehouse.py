@@ -14,6 +14,7 @@ from rich.table import Table
 
 from peachdw import db, rules
 from peachdw.cli.base import (
+    CAMPAIGN_ID,
     cli,
     console,
     global_options,
@@ -36,12 +37,19 @@ from peachdw.hours import (
 )
 from peachdw.lock import SyncLock
 from peachdw.progress import WindowProgress
-from peachdw.quality import completeness, quality_days, reconcile, report_days
+from peachdw.quality import (
+    completeness,
+    healed_campaign_days,
+    quality_days,
+    reconcile,
+    report_days,
+)
 from peachdw.sync import (
     SyncOptions,
     SyncPlan,
     SyncResult,
     mark_interrupted,
+    mark_unresolved,
     plan_heal,
     plan_historical,
     run_sync,
@@ -135,6 +143,10 @@ def sync(ctx: click.Context, full: bool, heal: bool) -> None:
     options, settings = setup(ctx)
     if full and heal:
         raise click.BadParameter("--full and --heal do not go together; pick one.")
+    if heal:
+        # A heal re-reads what an existing warehouse lacks; on no file it would create
+        # an empty one and find nothing to heal.
+        db.require_database(settings.database.path)
     start_date = settings.sync.start_date
     sync_options = settings_sync_options(
         settings,
@@ -153,7 +165,7 @@ def sync(ctx: click.Context, full: bool, heal: bool) -> None:
 @click.option("--end-date", help="Last day to load, YYYY-MM-DD, inclusive.")
 @click.option("--month", help="A whole month instead of dates: August, aug or 8.")
 @click.option("--year", type=click.IntRange(2000, 2100), help="The year of --month.")
-@click.option("--campaign-id", type=click.IntRange(1), help="Load one campaign only.")
+@click.option("--campaign-id", type=CAMPAIGN_ID, help="Load one campaign only.")
 @click.option(
     "--test-batches", type=click.IntRange(1), help="Stop after this many windows."
 )
@@ -281,10 +293,19 @@ def _run(
             result = run_sync(
                 conn, client, sync_options, plan=plan, on_window=progress.update
             )
+        after = None
+        if heal and result.status == "success" and not sync_options.dry_run:
+            # Still under the lock: the heal's row says what it left before any other
+            # sync can start.
+            after = _settle_heal(conn, sync_options, result)
 
     print_sync(result)
-    if heal and result.status == "success" and not sync_options.dry_run:
-        _report_heal(settings, sync_options, before, verbose=verbose)
+    if after is not None:
+        _report_heal(before, after, verbose=verbose)
+    if result.status == "unresolved":
+        raise SyncError(
+            f"Heal {result.sync_id} ended unresolved: {result.error_message}"
+        )
     if result.status != "success":
         rerun = (
             "Run the same `peachdw sync-historical` with --resume to read what is missing."
@@ -343,12 +364,45 @@ def _plan_heal(
     return plan, before
 
 
-def _report_heal(
-    settings: Settings, options: SyncOptions, before: HealState, *, verbose: bool
-) -> None:
-    conn = db.open_warehouse(settings.database.path)
+def _settle_heal(
+    conn: sqlite3.Connection, options: SyncOptions, result: SyncResult
+) -> HealState:
+    """What the heal left; if anything, its row becomes `unresolved` with the reason.
+
+    A campaign-day that still differs although a heal re-read every hour of it after
+    its report figures (`healed_campaign_days`) is the API disagreeing with itself;
+    another heal reads the same numbers. One whose hours no heal re-read since, or hours
+    still never read, a heal can still fix.
+    """
     after = _heal_state(conn, options)
-    conn.close()
+    settled = healed_campaign_days(conn, set(after.differing))
+    unsettled = len(after.differing) - len(settled)
+    reasons = []
+    if settled:
+        reasons.append(
+            f"{len(settled)} campaign-day(s) still differ from the API's reports although "
+            "a heal re-read every hour of them after their report: the API's hours and "
+            "its own report disagree, and another heal would read the same numbers; ask "
+            "the API's owners (`peachdw status --detailed` lists them)."
+        )
+    missing = []
+    if unsettled:
+        missing.append(
+            f"{unsettled} campaign-day(s) still differ from the API's reports with hours "
+            "no heal has re-read since their report"
+        )
+    if after.unread_hours:
+        missing.append(
+            f"{after.unread_hours:,} serving campaign-hour(s) are still never read"
+        )
+    if missing:
+        reasons.append(" and ".join(missing) + ": run `peachdw sync --heal` again.")
+    if reasons:
+        mark_unresolved(conn, result, " ".join(reasons))
+    return after
+
+
+def _report_heal(before: HealState, after: HealState, *, verbose: bool) -> None:
     fixed = sorted(before.differing - after.differing, key=lambda key: (key[1], key[0]))
     filled = max(before.unread_hours - after.unread_hours, 0)
     console.print(
@@ -364,12 +418,6 @@ def _report_heal(
         )
     elif fixed:
         console.print(f"(--verbose lists the {len(fixed)} campaign-days fixed.)")
-    if after.differing:
-        raise SyncError(
-            f"{len(after.differing)} campaign-day(s) still differ from the API's reports "
-            "after the heal; `peachdw status --detailed` lists them. If the API's hours "
-            "are still wrong, ask its owners; otherwise run `peachdw sync --heal` again."
-        )
 
 
 def _sync_failure(result: SyncResult, rerun: str) -> str:
