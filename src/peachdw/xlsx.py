@@ -73,8 +73,8 @@ class XlsxWriter:
 
     The workbook is built by rust_xlsxwriter (through rustpy-xlsxwriter): a year of
     daily rows is 1.6 million cells, which the pure-Python XlsxWriter takes about 8 s
-    to write even in its fastest mode, and this about 2 s (docs/performance.md). Text cells are always text:
-    no column is declared a formula or a link.
+    to write even in its fastest mode, and this about 2 s (docs/performance.md). Text
+    cells are always text: no column is declared a formula or a link.
     """
 
     def __init__(self, path: Path):
