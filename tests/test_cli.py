@@ -417,8 +417,23 @@ def test_export_of_a_period_to_come_says_so(synced):
             ["--output", "report.xlsx"],
             "report.xlsx names a workbook but --format is csv; add --format xlsx",
         ),
+        (
+            ["--format", "xlsx", "--output", "report.csv"],
+            "report.csv does not end in .xlsx, by which Excel opens workbooks",
+        ),
+        (
+            ["--daily", "--tab", "summary"],
+            "--daily is the Daily tab alone; give it or --tab, not both",
+        ),
     ],
-    ids=["start-after-held", "end-before-held", "basic-date", "csv-as-xlsx"],
+    ids=[
+        "start-after-held",
+        "end-before-held",
+        "basic-date",
+        "csv-as-xlsx",
+        "xlsx-as-csv",
+        "daily-and-tab",
+    ],
 )
 def test_export_refuses_a_period_or_target_that_cannot_be_meant(synced, args, message):
     result = run(["export", *args], synced)
@@ -426,6 +441,15 @@ def test_export_refuses_a_period_or_target_that_cannot_be_meant(synced, args, me
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (synced / "report.xlsx").exists()
+    assert not (synced / "report.csv").exists()
+
+
+def test_excel_export_into_a_folder_gets_a_dated_workbook(synced, tmp_path):
+    folder = tmp_path / "reports"
+    result = run(["export", "--format", "xlsx", "--output", str(folder)], synced)
+    assert result.returncode == 0, result.stderr
+    (workbook,) = folder.glob("peachdw_*.xlsx")
+    assert str(workbook) in result.stdout
 
 
 def test_demo_keeps_to_its_own_file(tmp_path):
@@ -578,8 +602,9 @@ def test_hierarchy_test_flags_a_name_that_needs_a_rule(tmp_path):
 
 
 def test_export_into_a_pipe_closed_early_is_quiet(synced):
-    # `true` exits at once, so the export writes into a pipe nobody reads any more.
-    command = f"{sys.executable} -m peachdw export --daily --output - | true"
+    # `head` stops after the header and two rows, so the export goes on writing into
+    # a pipe nobody reads any more.
+    command = f"{sys.executable} -m peachdw export --daily --output - | head -3"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PEACH")}
     result = subprocess.run(
         ["bash", "-o", "pipefail", "-c", command],
@@ -599,10 +624,20 @@ def test_export_into_a_pipe_closed_early_is_quiet(synced):
         in (result.stderr)
     )
     conn = sqlite3.connect(synced / "data" / "datawarehouse.db")
-    note = conn.execute(
-        "SELECT error_message FROM export_history ORDER BY id DESC"
-    ).fetchone()[0]
-    assert note == "The reader closed standard output before the end of Daily."
+    note, written, tab_rows = conn.execute(
+        "SELECT error_message, rows_written, tab_rows FROM export_history "
+        "ORDER BY id DESC"
+    ).fetchone()
+    (daily,) = conn.execute("SELECT count(*) FROM daily_totals").fetchone()
+    # At least the rows head read were written, never the whole tab (the pipe's
+    # buffer may have taken more than head read).
+    assert len(result.stdout.splitlines()) == 3
+    assert 2 <= written < daily
+    assert json.loads(tab_rows) == {"Daily": written}
+    assert note == (
+        "The reader closed standard output before the end of Daily, after at most "
+        f"{written:,} of its {daily:,} rows."
+    )
 
 
 def test_backfill_of_an_unknown_campaign_fails_clearly(tmp_path):

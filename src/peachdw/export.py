@@ -88,6 +88,8 @@ def export_report(
         raise
 
     note = getattr(writer, "note", None)
+    # A reader that stopped early got fewer rows than the report has.
+    tab_rows = getattr(writer, "sent", None) or tab_rows
     _close_history(conn, export_id, writer.target, "success", tab_rows, started, note)
     log.debug("Exported %s to %s", tab_rows, writer.target)
     return ExportResult(
@@ -262,16 +264,21 @@ class CsvWriter:
         self.target = ", ".join(
             "stdout" if path is None else str(path) for path in self.paths.values()
         )
-        #: Set when the export ended short of the whole report by the reader's choice.
+        #: Set when the export ended short of the whole report by the reader's choice,
+        #: with the rows written until then.
         self.note: str | None = None
+        self.sent: dict[str, int] | None = None
 
     def write(self, tabs: list[Tab]) -> None:
         by_name = {tab.name: tab for tab in tabs}
         if None in self.paths.values():
             name = next(iter(self.paths))
-            if not _write_stdout(by_name[name]):
+            sent = _write_stdout(by_name[name])
+            if sent is not None:
+                self.sent = {name: sent}
                 self.note = (
-                    f"The reader closed standard output before the end of {name}."
+                    f"The reader closed standard output before the end of {name}, "
+                    f"after at most {sent:,} of its {len(by_name[name].rows):,} rows."
                 )
             return
         # Every file is complete before any replaces its target.
@@ -291,16 +298,18 @@ def _write_file(path: Path, tab: Tab, encoding: str = "utf-8-sig") -> None:
         _write_rows(stream, tab)
 
 
-def _write_stdout(tab: Tab) -> bool:
-    """Write `tab` to standard output; False if the reader closed it first."""
+def _write_stdout(tab: Tab) -> int | None:
+    """Write `tab` to standard output. If the reader closed it first, the rows written
+    until then (at most what reached the reader: some may sit in a buffer)."""
+    progress = [0]
     try:
-        _write_rows(sys.stdout, tab)
+        _write_rows(sys.stdout, tab, progress)
     except BrokenPipeError:
         # The reader (head, less) stopped early: that is its choice, not a failure.
         # Python would report the closed pipe again at exit; point stdout elsewhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return False
-    return True
+        return progress[0]
+    return None
 
 
 def _csv_cell(value: Any) -> Any:
@@ -311,9 +320,12 @@ def _csv_cell(value: Any) -> Any:
     return guard_cell(value)
 
 
-def _write_rows(stream: TextIO, tab: Tab) -> None:
+def _write_rows(stream: TextIO, tab: Tab, progress: list[int] | None = None) -> None:
+    """Write the header and rows; `progress[0]` counts the rows written so far."""
     writer = csv.writer(stream)
     writer.writerow(tab.header)
     for row in tab.rows:
         writer.writerow([_csv_cell(value) for value in row])
+        if progress is not None:
+            progress[0] += 1
     stream.flush()

@@ -13,7 +13,7 @@ from rich.console import Console
 from peachdw import db
 from peachdw.cli.base import cli, console, global_options, log, parse_day, setup
 from peachdw.config import Settings
-from peachdw.errors import ConfigError, PeachDWError
+from peachdw.errors import PeachDWError
 from peachdw.export import (
     FORMATS,
     CsvWriter,
@@ -182,6 +182,19 @@ def run_export(
             "give a .csv file or a folder.",
             param_hint="--output",
         )
+    if (
+        fmt == "xlsx"
+        and output is not None
+        and output != Path("-")
+        and output.suffix
+        and output.suffix.lower() != ".xlsx"
+        and not output.is_dir()
+    ):
+        raise click.BadParameter(
+            f"{output} does not end in .xlsx, by which Excel opens workbooks; name a "
+            ".xlsx file or a folder.",
+            param_hint="--output",
+        )
     if fmt == "xlsx" and output == Path("-"):
         raise click.BadParameter(
             "an Excel workbook cannot go to standard output; give a .xlsx file, or "
@@ -309,6 +322,11 @@ def warn_short_days(
 
 
 def _tab_names(tabs: tuple[str, ...], daily: bool) -> tuple[str, ...]:
+    if daily and tabs:
+        raise click.BadParameter(
+            "--daily is the Daily tab alone; give it or --tab, not both "
+            "(--tab daily --tab summary for several)."
+        )
     asked = {name.lower() for name in tabs}
     if daily:
         asked.add("daily")
@@ -344,12 +362,10 @@ def make_writer(
     if fmt == "xlsx":
         from peachdw.xlsx import XlsxWriter
 
-        path = output or directory / f"{export_file_stem(period)}.xlsx"
-        if path.suffix.lower() != ".xlsx":
-            raise ConfigError(
-                f"{path} does not end in .xlsx; Excel opens workbooks by that suffix."
-            )
-        return XlsxWriter(path)
+        # Like CSV: a name without a suffix, or an existing folder, is a folder.
+        if output is not None and (output.is_dir() or not output.suffix):
+            directory, output = output, None
+        return XlsxWriter(output or directory / f"{export_file_stem(period)}.xlsx")
 
     from peachdw.sheets import SheetsWriter
 
