@@ -4,6 +4,7 @@ status --detailed / --check and sync --heal, against a sandbox told to misbehave
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections import defaultdict
@@ -226,7 +227,14 @@ def test_heal_that_cannot_fix_says_so_and_fails(world):
         for line in json.loads(before.output)["problems"]
     )
 
-    healed = peachdw(folder, server, "sync", "--heal")  # the API is still wrong
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    logging.getLogger("peachdw.sync").addHandler(handler)
+    try:
+        healed = peachdw(folder, server, "sync", "--heal")  # the API is still wrong
+    finally:
+        logging.getLogger("peachdw.sync").removeHandler(handler)
     assert healed.exit_code == 1
 
     # The heal read the days again and their reports: another heal would not help, and
@@ -246,6 +254,12 @@ def test_heal_that_cannot_fix_says_so_and_fails(world):
         "API's owners (`peachdw status --detailed` lists them)."
     )
     assert f"Sync {heal} (unresolved)" in healed.output
+    # The log (what cron appends to its file) ends on the same word.
+    assert (
+        logged[-1]
+        .getMessage()
+        .startswith(f"Sync {heal} unresolved: {differing} campaign-day(s) still differ")
+    )
     assert healed.output.splitlines()[-1] == (
         f"Error: Heal {heal} ended unresolved: {message}"
     )
@@ -412,8 +426,9 @@ def test_heal_refuses_a_database_that_does_not_exist(tmp_path, dry_run):
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: No database at {folder / 'warehouse.db'}. Run `peachdw init` first, "
-        "or pass --db-path.\n"
+        f"Error: No database at {folder / 'warehouse.db'}. Run `peachdw init` first "
+        "with the same --db-path or settings to create it there, or give --db-path "
+        "the warehouse you meant.\n"
     )
     assert not folder.exists()  # no database, no lock file, no folder
 
@@ -431,6 +446,11 @@ def test_check_fails_on_a_rule_that_names_no_metric_as_detailed_does(tmp_path):
     (line,) = detailed.output.splitlines()
     assert line.startswith(
         "Error: Plausibility rule 'foo <= sessions' names foo, not a metric; "
+    )
+    # Someone reading the settings file would not find it: the line says where it is.
+    assert line.endswith(
+        "(quality.plausibility is set by environment variable "
+        "PEACHDW_QUALITY_PLAUSIBILITY.)"
     )
     assert (detailed.exit_code, check.exit_code, as_json.exit_code) == (2, 2, 2)
     assert check.output.splitlines() == as_json.output.splitlines() == [line]
@@ -752,12 +772,12 @@ def test_plain_status_says_in_one_line_what_detailed_would_show(tmp_path):
         f"To look into, over the last 7 days: {differing} campaign-day(s) differ from "
         f"the API's reports; {violating:,} row(s) break a plausibility rule; 1 field(s) "
         "the API sends are not stored (schema drift). `peachdw status --detailed` "
-        "shows them."
+        "shows the details."
     )
     assert with_broken_rule.exit_code == 0
     assert (
-        "the plausibility rule 'foo <= sessions' names no metric (quality.plausibility)"
-        in flat(with_broken_rule.output)
+        "the plausibility rule 'foo <= sessions' names no metric: fix "
+        "quality.plausibility; 1 field(s)" in flat(with_broken_rule.output)
     )
 
 
@@ -937,3 +957,19 @@ def test_score_leaves_out_what_could_not_be_measured():
     }
     assert quality.score(parts) == round(100 * (20 + 12.5 + 15 + 10) / 70, 1)
     assert quality.score(dict.fromkeys(parts)) is None
+
+
+@pytest.mark.parametrize(
+    ("share", "shown"),
+    [
+        (1, "100%"),
+        (0.99999, "99.9%"),
+        (0.9978, "99.8%"),
+        (0.5, "50.0%"),
+        (1e-5, "0.1%"),
+    ],
+)
+def test_score_parts_read_whole_only_when_they_are(share, shown):
+    from peachdw.cli.reports import _percent
+
+    assert _percent(share) == shown

@@ -208,6 +208,12 @@ class Settings(_Section):
 
     # Where the API token came from, for messages that must not show the token itself.
     _token_source: str = PrivateAttr("none")
+    # Where each key set by a file, the environment or a flag came from.
+    _origin: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def source_of(self, key: str) -> str | None:
+        """The file, environment variable or flag that set `key`; None for a default."""
+        return self._origin.get(key)
 
     @property
     def token_source(self) -> str:
@@ -254,6 +260,7 @@ def load_settings(
 
     settings = _validate(_nest(data), origin)
     settings._token_source = origin.get("api.bearer_token", "no token configured")
+    settings._origin = {key: origin[key] for key in data}
     return settings
 
 

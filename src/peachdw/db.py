@@ -178,7 +178,8 @@ def require_database(path: Path) -> None:
     """Refuse a path with no file: only `peachdw init` (and a plain sync) creates one."""
     if not path.exists():
         raise StorageError(
-            f"No database at {path}. Run `peachdw init` first, or pass --db-path."
+            f"No database at {path}. Run `peachdw init` first with the same --db-path "
+            "or settings to create it there, or give --db-path the warehouse you meant."
         )
 
 

@@ -795,6 +795,8 @@ def mark_unresolved(conn: sqlite3.Connection, result: SyncResult, message: str) 
     success, and not a failure a rerun of the same windows would cure."""
     result.status = "unresolved"
     result.error_message = message
+    # The log's last word on the heal: its windows were read, yet it did not settle.
+    log.warning("Sync %s unresolved: %s", result.sync_id, message)
     with transaction(conn):
         conn.execute(
             "UPDATE sync_history SET status = 'unresolved', error_message = ? "

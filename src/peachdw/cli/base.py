@@ -44,6 +44,8 @@ class Options:
     api_token: str | None = None
     verbose: bool = False
     dry_run: bool = False
+    #: The settings `setup` read, so that an error can say where a key was set.
+    settings: Settings | None = None
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -110,6 +112,8 @@ class _Group(click.Group):
             raise
         except click.UsageError as exc:
             _fail_usage(ctx, exc)
+        except ConfigError as exc:
+            _fail(ctx, _with_source(ctx, exc), exc.exit_code)
         except PeachDWError as exc:
             _fail(ctx, str(exc), exc.exit_code)
         except sqlite3.Error as exc:
@@ -119,6 +123,18 @@ class _Group(click.Group):
                 "`peachdw init`.",
                 1,
             )
+
+
+def _with_source(ctx: click.Context, exc: ConfigError) -> str:
+    """The message, and where its key was set when that is not already said: a rule
+    from an environment variable is not found by reading the settings file."""
+    message = str(exc)
+    options = ctx.find_object(Options)
+    settings = options.settings if options else None
+    source = settings.source_of(exc.key) if settings and exc.key else None
+    if exc.source or source is None or source in message:
+        return message
+    return f"{message} ({exc.key} is set by {source}.)"
 
 
 def _fail_usage(ctx: click.Context, exc: click.UsageError) -> None:
@@ -163,6 +179,7 @@ def setup(ctx: click.Context) -> tuple[Options, Settings]:
             "api.bearer_token": options.api_token,
         },
     )
+    options.settings = settings
     return options, settings
 
 

@@ -125,10 +125,17 @@ def status(ctx: click.Context, check: bool, detailed: bool, as_json: bool) -> No
         )
 
 
+def _percent(share: float) -> str:
+    """`99.8%`: whole only when it is, so that a few broken rows never read as 100%."""
+    if share in (0, 1):
+        return f"{share:.0%}"
+    return f"{min(max(share * 100, 0.1), 99.9):.1f}%"
+
+
 def show_detailed(state: dict[str, Any]) -> None:
     score = state["score"]
     parts = ", ".join(
-        f"{name} {'-' if share is None else f'{share:.0%}'} (weight {weight})"
+        f"{name} {'-' if share is None else _percent(share)} (weight {weight})"
         for (name, share), weight in zip(
             state["score_parts"].items(), state["score_weights"].values(), strict=True
         )
@@ -445,8 +452,8 @@ def look_into_line(found: ToLookInto, days: int) -> str | None:
         )
     if found.broken_rule:
         parts.append(
-            f"the plausibility rule {found.broken_rule!r} names no metric "
-            "(quality.plausibility)"
+            f"the plausibility rule {found.broken_rule!r} names no metric: fix "
+            "quality.plausibility"
         )
     elif found.rows_violating:
         parts.append(f"{found.rows_violating:,} row(s) break a plausibility rule")
@@ -456,10 +463,12 @@ def look_into_line(found: ToLookInto, days: int) -> str | None:
         )
     if not parts:
         return None
+    # --detailed refuses a broken rule, so it is not where to look for that one.
+    shown = len(parts) - (1 if found.broken_rule else 0)
     return (
         f"To look into, over the last {days} days: "
         + "; ".join(parts)
-        + ". `peachdw status --detailed` shows them."
+        + (". `peachdw status --detailed` shows the details." if shown else ".")
     )
 
 
