@@ -51,8 +51,8 @@ SCOPES = (
 SETUP_STEPS = (
     "No Google credentials: set sheets.credentials in config/settings.yaml (or "
     "PEACHDW_SHEETS_CREDENTIALS) to a service-account key file, share the spreadsheet "
-    "with the account's email as an editor and set sheets.spreadsheet_id; steps in "
-    "docs/exports.md, 'Google Sheets'."
+    "with the account's email as an editor and give its id (--spreadsheet-id or "
+    "sheets.spreadsheet_id); steps in docs/exports.md, 'Google Sheets'."
 )
 CREATE_STEPS = (
     "No Google credentials: creating a spreadsheet by title needs your own Google "
