@@ -827,3 +827,10 @@ def test_status_check_names_stale_data(tmp_path):
         )
     assert document["first_hour_utc"].startswith("2025-07-01T")
     assert document["latest_hour_utc"].startswith("2025-07-02T")
+    # The sync read 2025-07-01 00:00 up to (not including) 2025-07-03 00:00.
+    sync = document["syncs"][0]
+    assert (sync["window_start_utc"], sync["window_end_utc"]) == (
+        "2025-07-01T00:00:00Z",
+        "2025-07-03T00:00:00Z",
+    )
+    assert sync["window_end_hour"] - sync["window_start_hour"] == 48

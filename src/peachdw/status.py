@@ -63,6 +63,11 @@ def collect_status(conn: sqlite3.Connection, *, sync_limit: int = 5) -> Warehous
             (sync_limit,),
         )
     ]
+    for sync in syncs:
+        # Unix hours for tools, ISO 8601 for people reading the JSON; the end is
+        # exclusive, as in the columns.
+        for column in ("window_start_hour", "window_end_hour", "restated_oldest_hour"):
+            sync[column.replace("_hour", "_utc")] = hour_iso(sync[column])
     unmapped = campaigns_to_check(conn)
     mapped = conn.execute("SELECT count(*) FROM campaign_hierarchy").fetchone()[0]
     # Reasons start with the field ("sessions: negative count -3"); group on the kind.
