@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
+
+# Output is checked at the width it has without a terminal, whatever the shell says.
+os.environ.pop("COLUMNS", None)
 
 from peachdw import db, rules
 from peachdw.sandbox import SandboxServer

@@ -356,8 +356,8 @@ def test_export_of_an_empty_period_warns_with_what_is_held(synced):
     )
     assert result.returncode == 0
     assert (
-        "No hour of 2001-01-01 to 2001-01-31 has been synced, so the report is empty "
-        "(the warehouse holds 20"
+        "No hour of 2001-01-01 to 2001-01-31 has been synced, so every total in the "
+        "report is 0 (the warehouse holds 20"
     ) in result.stderr
     assert (
         "`peachdw sync-historical --start-date 2001-01-01 --end-date 2001-01-31` "
@@ -834,3 +834,25 @@ def test_status_check_names_stale_data(tmp_path):
         "2025-07-03T00:00:00Z",
     )
     assert sync["window_end_hour"] - sync["window_start_hour"] == 48
+
+
+def test_a_first_sync_says_it_creates_the_warehouse(tmp_path, live_api):
+    env = {"PEACHAI_API_TOKEN": TOKEN}
+    args = ["sync", "--api-url", live_api.url, "--db-path", "typo.db"]
+    first = run(args, tmp_path, env=env)
+    second = run(args, tmp_path, env=env)
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert "No database at typo.db: creating a new warehouse there." in first.stderr
+    assert "No database at" not in second.stderr
+
+
+def test_an_unreachable_api_names_the_setting_to_fix(tmp_path):
+    result = run(
+        ["sync", "--api-url", "http://127.0.0.1:9"],
+        tmp_path,
+        env={"PEACHAI_API_TOKEN": TOKEN, "PEACHDW_API_MAX_ATTEMPTS": "1"},
+    )
+    assert result.returncode == 1
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("Error:")]
+    assert "Cannot reach the API at http://127.0.0.1:9" in line
+    assert "If that is not the API's address, fix api.base_url (or --api-url)." in line

@@ -870,6 +870,57 @@ def test_reconcile_counts_differences_beyond_the_tolerance(warehouse):
     assert [d.delta for d in loose.differences] == [5]
 
 
+def test_check_gives_a_day_with_hours_never_read_one_line(warehouse):
+    from peachdw.status import reconciliation_problems
+
+    day = 20000  # 2024-10-04
+    first = date(1970, 1, 1) + timedelta(days=day)
+    with transaction(warehouse):
+        warehouse.execute("INSERT INTO campaigns (id, name) VALUES (1, 'a'), (2, 'b')")
+        warehouse.execute(
+            "INSERT INTO sync_history (id, sync_type, status, started_at) "
+            "VALUES (1, 'incremental', 'success', 'now')"
+        )
+        # Hours 05:00 to 11:00 of the first day were never read.
+        warehouse.executemany(
+            "INSERT INTO sync_windows (sync_id, start_hour, end_hour, status, "
+            "finished_at) VALUES (1, ?, ?, 'done', 'now')",
+            [(0, day * 24 + 5), (day * 24 + 12, 600000)],
+        )
+        warehouse.executemany(
+            "INSERT INTO hourly_data (campaign_id, unix_hour, sessions, messages) "
+            "VALUES (?, ?, ?, ?)",
+            [
+                (1, day * 24 + 3, 100, 1),
+                (2, day * 24 + 1, 50, 1),
+                (1, day * 24 + 30, 5, 0),
+            ],
+        )
+        quality.store_reports(
+            warehouse,
+            [
+                {**_report(1, first, 120), "messages": 4},
+                {**_report(2, first, 60), "messages": 2},
+                _report(1, first + timedelta(days=1), 9),
+            ],
+            first,
+            first + timedelta(days=1),
+            1,
+        )
+
+    problems = reconciliation_problems(
+        warehouse, now_hour=(day + 2) * 24 + 1, days=2, tolerance=0
+    )
+
+    # Four differences on the short day make one line; the whole day's stays its own.
+    assert problems == [
+        f"On {first} (UTC), 7 hour(s) were never read by a sync, so 2 campaign(s) fall "
+        "short of the API's report for the day; run `peachdw sync --heal`.",
+        f"Campaign 1 on {first + timedelta(days=1)}: sessions is 5 in the warehouse "
+        "and 9 in the API's report (-4); run `peachdw sync --heal`.",
+    ]
+
+
 def _report(campaign_id: int, day: date, sessions: int) -> dict:
     return {
         "campaign_id": campaign_id,

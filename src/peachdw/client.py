@@ -381,7 +381,8 @@ class PeachClient:
         if isinstance(error, httpx.TransportError):
             raise TransientApiError(
                 f"Cannot reach the API at {self.base_url} for {what}: "
-                f"{_describe(error)}.",
+                f"{_describe(error)}. If that is not the API's address, fix "
+                "api.base_url (or --api-url).",
                 path=path,
             ) from error
         if error is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,8 @@ from peachdw.errors import ConfigError
 from peachdw.hours import days_to_hours, hour_iso, hour_text
 from peachdw.rules import FALLBACK, TIERS
 from peachdw.sync import LEDGER_COUNTERS, process_alive
+
+_EPOCH = date(1970, 1, 1)
 
 #: Mappings below this confidence are listed as needing a look.
 LOW_CONFIDENCE = 0.8
@@ -461,14 +464,35 @@ def reconciliation_problems(
         return []
     found = quality.reconcile(conn, *window, tolerance=tolerance)
     healed = quality.healed_campaign_days(conn, found.differing_campaign_days)
+
+    # A day with hours no sync has read falls short for every campaign active in
+    # them: one line for the day, not one per campaign and metric.
+    spans: dict[int, list[tuple[int, int]]] = {}
+    unread: dict[tuple[int, str], int] = {}
+    short: dict[str, tuple[int, set[int]]] = {}
     problems = []
     for d in found.differences:
-        remedy = difference_remedy(healed.get((d.campaign_id, d.day)))
+        key = (d.campaign_id, d.day)
+        if key not in unread:
+            if d.campaign_id not in spans:
+                spans[d.campaign_id] = quality.covered_spans(conn, d.campaign_id)
+            start = (date.fromisoformat(d.day) - _EPOCH).days * 24
+            unread[key] = quality.uncovered(spans[d.campaign_id], start, start + 24)
+        if unread[key]:
+            hours, campaigns = short.get(d.day, (0, set()))
+            short[d.day] = (max(hours, unread[key]), campaigns | {d.campaign_id})
+            continue
+        remedy = difference_remedy(healed.get(key))
         problems.append(
             f"Campaign {d.campaign_id} on {d.day}: {d.metric} is {d.warehouse:,} in the "
             f"warehouse and {d.api:,} in the API's report ({d.delta:+,}); {remedy}"
         )
-    return problems
+    return [
+        f"On {day} (UTC), {hours} hour(s) were never read by a sync, so "
+        f"{len(campaigns)} campaign(s) fall short of the API's report for the day; run "
+        "`peachdw sync --heal`."
+        for day, (hours, campaigns) in sorted(short.items())
+    ] + problems
 
 
 def difference_remedy(heal: int | None) -> str:

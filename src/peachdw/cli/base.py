@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -24,10 +25,13 @@ from peachdw.config import Settings, load_settings
 from peachdw.errors import ConfigError, PeachDWError
 
 log = logging.getLogger("peachdw")
-# Without a terminal (cron, a pipe) Rich would assume 80 columns and cut tables short.
+# Without a terminal (cron, a pipe) Rich would assume 80 columns and cut tables short:
+# 120 unless COLUMNS says otherwise.
 # markup=False: campaign names and patterns are full of [brackets] that are not markup.
 console = Console(
-    highlight=False, markup=False, width=None if sys.stdout.isatty() else 120
+    highlight=False,
+    markup=False,
+    width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120,
 )
 #: Where the demo keeps its data unless --db-path says otherwise.
 DEMO_DB_PATH = Path("data/datawarehouse.db")

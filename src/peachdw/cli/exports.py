@@ -291,7 +291,7 @@ def warn_short_days(
 
     if short[0].to_come == short[0].hours:
         log.warning(
-            "%s to %s has not begun yet, so the report is empty.",
+            "%s to %s has not begun yet, so every total in the report is 0.",
             period.first,
             period.last,
         )
@@ -306,7 +306,7 @@ def warn_short_days(
     if len(short) == len(period.spans()) and not any(item.read for item in short):
         holds = f"{held[0]} to {held[1]}" if held else "nothing yet"
         log.warning(
-            "No hour of %s to %s has been synced, so the report is empty (the "
+            "No hour of %s to %s has been synced, so every total in the report is 0 (the "
             "warehouse holds %s).%s",
             period.first,
             period.last,

@@ -264,6 +264,13 @@ def _run(
 ) -> None:
     """Take the lock, plan, sync with progress, print the summary; raise on failure."""
     client = make_client(settings)
+    if not sync_options.dry_run and not settings.database.path.exists():
+        # A first sync creates the warehouse; say so, in case the path is a typo.
+        log.warning(
+            "No database at %s: creating a new warehouse there. If you meant an "
+            "existing one, stop and check --db-path (database.path).",
+            settings.database.path,
+        )
     with ExitStack() as stack:
         if not sync_options.dry_run:
             # One writer at a time; a second one is refused at once, having changed nothing.
