@@ -602,9 +602,10 @@ def test_hierarchy_test_flags_a_name_that_needs_a_rule(tmp_path):
 
 
 def test_export_into_a_pipe_closed_early_is_quiet(synced):
-    # `head` stops after the header and two rows, so the export goes on writing into
-    # a pipe nobody reads any more.
-    command = f"{sys.executable} -m peachdw export --daily --output - | head -3"
+    # `true` exits at once, so the export writes into a pipe nobody reads any more.
+    # (A reader that takes a few lines first may let a small tab fit whole into the
+    # pipe's buffer before it stops, and the export then rightly says it wrote it all.)
+    command = f"{sys.executable} -m peachdw export --daily --output - | true"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PEACH")}
     result = subprocess.run(
         ["bash", "-o", "pipefail", "-c", command],
@@ -629,10 +630,9 @@ def test_export_into_a_pipe_closed_early_is_quiet(synced):
         "ORDER BY id DESC"
     ).fetchone()
     (daily,) = conn.execute("SELECT count(*) FROM daily_totals").fetchone()
-    # At least the rows head read were written, never the whole tab (the pipe's
-    # buffer may have taken more than head read).
-    assert len(result.stdout.splitlines()) == 3
-    assert 2 <= written < daily
+    # Rows before the first write that failed may count as written; never the whole
+    # tab.
+    assert 0 <= written < daily
     assert json.loads(tab_rows) == {"Daily": written}
     assert note == (
         "The reader closed standard output before the end of Daily, after at most "
