@@ -658,8 +658,15 @@ def test_backfill_of_an_unknown_campaign_fails_clearly(tmp_path):
             env={"PEACHAI_API_TOKEN": TOKEN},
         )
         assert api.requests["/admin/metrics"] == 0
-    assert result.returncode == 1
-    assert "Campaign 99999 is not in the API's campaign listing" in result.stderr
+    # A typo, refused before any sync starts: nothing for `status --check` to alert on.
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for --campaign-id: campaign 99999 is neither in the "
+        "warehouse nor in the API's campaign listing (10 campaigns); `peachdw export "
+        "--tab summary --output -` lists every campaign's id. See `peachdw "
+        "sync-historical --help`."
+    )
+    assert not (tmp_path / "data").exists()
 
 
 def test_rule_add_then_remap_dry_run_shows_exactly_what_moves(tmp_path):

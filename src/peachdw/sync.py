@@ -474,7 +474,7 @@ def run_sync(
             result.retry_may_help = False
             result.error_message = (
                 f"Campaign {plan.campaign_id} is not in the API's campaign listing; "
-                "check the id with `peachdw status` or an export."
+                "`peachdw export --tab summary --output -` lists every campaign's id."
             )
 
         # fetch + validate + load: metrics, one window per transaction. The metrics are

@@ -192,6 +192,10 @@ def sync_historical(
     options, settings = setup(ctx)
     first, last = _backfill_days(start_date, end_date, month, year)
     start_hour, end_hour = days_to_hours(first, last, settings.reporting.zone())
+    if start_hour >= current_hour():
+        raise click.BadParameter(
+            f"{first} is not in the past yet; nothing to load.", param_hint="dates"
+        )
     if end_hour > current_hour():
         log.info(
             "%s is not over yet: loading up to the last complete hour, %s.",
@@ -204,6 +208,9 @@ def sync_historical(
             f"{first} is not in the past yet; nothing to load.", param_hint="dates"
         )
 
+    if campaign_id is not None:
+        _check_campaign(settings, campaign_id)
+
     sync_options = settings_sync_options(
         settings, dry_run=options.dry_run, test_batches=test_batches
     )
@@ -213,6 +220,33 @@ def sync_historical(
         "peachdw sync-historical",
         historical=(start_hour, end_hour, campaign_id, resume),
     )
+
+
+def _check_campaign(settings: Settings, campaign_id: int) -> None:
+    """Refuse a campaign id neither the warehouse nor the API's listing knows, before a
+    sync starts: a typo is not a failed sync for `status --check` to alert on."""
+    path = settings.database.path
+    if path.exists():
+        conn = db.connect_read_only(path)
+        try:
+            known = conn.execute(
+                "SELECT 1 FROM campaigns WHERE id = ?", (campaign_id,)
+            ).fetchone()
+        except sqlite3.Error:
+            known = None  # not a warehouse yet: the listing decides
+        finally:
+            conn.close()
+        if known:
+            return
+    with make_client(settings) as client:
+        listed = {campaign.id for campaign in client.fetch_campaigns().campaigns}
+    if campaign_id not in listed:
+        raise click.BadParameter(
+            f"campaign {campaign_id} is neither in the warehouse nor in the API's "
+            f"campaign listing ({len(listed)} campaigns); `peachdw export --tab summary "
+            "--output -` lists every campaign's id.",
+            param_hint="--campaign-id",
+        )
 
 
 def _backfill_days(
