@@ -16,13 +16,8 @@ from peachdw.errors import ExportError
 from peachdw.export import CsvWriter, export_report, guard_cell
 from peachdw.hours import day_spans
 from peachdw.metrics import BUILTIN_METRICS
-from peachdw.report import (
-    ReportPeriod,
-    _hour_day,
-    build_tabs,
-    describe_short_days,
-    short_days,
-)
+from peachdw.quality import describe_short_days, short_days
+from peachdw.report import ReportPeriod, _hour_day, build_tabs
 from peachdw.xlsx import EXCEL_CELL_UNITS, XlsxWriter, fit_text, utf16_units
 
 UTC = ZoneInfo("UTC")
@@ -536,7 +531,7 @@ def test_short_days_come_from_the_sync_ledger_in_the_reporting_zone(warehouse):
 
 
 def test_consecutive_days_in_one_state_are_one_run():
-    from peachdw.report import DayCoverage
+    from peachdw.quality import DayCoverage
 
     days = [DayCoverage(date(2025, 3, n), 24, 0, 0) for n in (1, 2, 3, 5)]
     days.append(DayCoverage(date(2025, 3, 30), 23, 0, 23))

@@ -18,7 +18,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -301,14 +301,21 @@ def _write_file(path: Path, tab: Tab, encoding: str = "utf-8-sig") -> None:
 def _write_stdout(tab: Tab) -> int | None:
     """Write `tab` to standard output. If the reader closed it first, the rows written
     until then (at most what reached the reader: some may sit in a buffer)."""
-    progress = [0]
+    sent = 0
+
+    def counted() -> Iterator[list[Any]]:
+        nonlocal sent
+        for row in tab.rows:
+            yield row
+            sent += 1  # the writer asks for the next row once this one is written
+
     try:
-        _write_rows(sys.stdout, tab, progress)
+        _write_rows(sys.stdout, tab, counted())
     except BrokenPipeError:
         # The reader (head, less) stopped early: that is its choice, not a failure.
         # Python would report the closed pipe again at exit; point stdout elsewhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return progress[0]
+        return sent
     return None
 
 
@@ -320,12 +327,12 @@ def _csv_cell(value: Any) -> Any:
     return guard_cell(value)
 
 
-def _write_rows(stream: TextIO, tab: Tab, progress: list[int] | None = None) -> None:
-    """Write the header and rows; `progress[0]` counts the rows written so far."""
+def _write_rows(
+    stream: TextIO, tab: Tab, rows: Iterable[list[Any]] | None = None
+) -> None:
+    """Write the header and `rows` (default: all of the tab's)."""
     writer = csv.writer(stream)
     writer.writerow(tab.header)
-    for row in tab.rows:
+    for row in tab.rows if rows is None else rows:
         writer.writerow([_csv_cell(value) for value in row])
-        if progress is not None:
-            progress[0] += 1
     stream.flush()

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from peachdw import metrics, rollup
-from peachdw.hours import day_spans, merge_spans
+from peachdw.hours import day_spans
 from peachdw.rules import TIERS
 
 #: The rates analysts read first: (column, numerator, denominator, kind). A "rate" is a
@@ -313,75 +313,3 @@ def _hour_day(unix_hour: int, zone: ZoneInfo) -> date:
     # Off the whole hour, the hour holding midnight belongs to the day midnight starts.
     following = datetime.fromtimestamp((unix_hour + 1) * 3600 - 1, zone).date()
     return following if following != moment.date() else moment.date()
-
-
-@dataclass(frozen=True)
-class DayCoverage:
-    """How much of one report day the syncs have read."""
-
-    day: date
-    hours: int
-    read: int
-    to_come: int
-
-    @property
-    def partial(self) -> bool:
-        """Some of the day read or over, not all: stated in hours, never merged."""
-        return self.to_come < self.hours and (self.read > 0 or self.to_come > 0)
-
-    @property
-    def state(self) -> str:
-        if self.to_come == self.hours:
-            return "still to come"
-        if self.read == 0 and self.to_come == 0:
-            return "not read"
-        return f"{self.read} of {self.hours} hours read"
-
-
-def short_days(
-    conn: sqlite3.Connection, period: ReportPeriod, now_hour: int
-) -> list[DayCoverage]:
-    """The days of `period` whose totals are short: hours no finished sync window for
-    every campaign has read, or hours not over yet (from `now_hour` on).
-
-    Stored hours alone cannot tell a quiet hour from one never read, since hours without
-    activity are not stored; the sync ledger (`sync_windows`) can.
-    """
-    spans = merge_spans(
-        conn.execute(
-            "SELECT start_hour, end_hour FROM sync_windows "
-            "WHERE status = 'done' AND campaign_id IS NULL ORDER BY start_hour"
-        )
-    )
-
-    short = []
-    for day, lo, hi in period.spans():
-        past_end = max(lo, min(hi, now_hour))
-        read = sum(max(0, min(e, past_end) - max(s, lo)) for s, e in spans)
-        if read < hi - lo:
-            short.append(DayCoverage(day, hi - lo, read, hi - past_end))
-    return short
-
-
-def describe_short_days(short: list[DayCoverage], limit: int = 6) -> str:
-    """`2026-11-05 to 2026-11-26 (not read), 2026-12-04 (5 of 24 hours read)`: runs of
-    consecutive days in the same state, at most `limit` of them."""
-    runs: list[list[DayCoverage]] = []
-    for item in short:
-        last = runs[-1][-1] if runs else None
-        if (
-            last is not None
-            and item.state == last.state
-            and (item.day - last.day).days == 1
-            and not item.partial
-        ):
-            runs[-1].append(item)
-        else:
-            runs.append([item])
-    parts = [
-        f"{run[0].day}{f' to {run[-1].day}' if len(run) > 1 else ''} ({run[0].state})"
-        for run in runs[:limit]
-    ]
-    if len(runs) > limit:
-        parts.append(f"and {len(runs) - limit} more")
-    return ", ".join(parts)

@@ -15,8 +15,6 @@ from peachdw.hours import days_to_hours, hour_iso, hour_text
 from peachdw.rules import FALLBACK, TIERS
 from peachdw.sync import LEDGER_COUNTERS, process_alive
 
-_EPOCH = date(1970, 1, 1)
-
 #: Mappings below this confidence are listed as needing a look.
 LOW_CONFIDENCE = 0.8
 
@@ -469,18 +467,19 @@ def reconciliation_problems(
     # them: one line for the day, not one per campaign and metric.
     spans: dict[int, list[tuple[int, int]]] = {}
     unread: dict[tuple[int, str], int] = {}
-    short: dict[str, tuple[int, set[int]]] = {}
+    short: dict[str, dict[int, int]] = {}  # day -> {campaign: hours never read}
     problems = []
     for d in found.differences:
         key = (d.campaign_id, d.day)
         if key not in unread:
             if d.campaign_id not in spans:
                 spans[d.campaign_id] = quality.covered_spans(conn, d.campaign_id)
-            start = (date.fromisoformat(d.day) - _EPOCH).days * 24
-            unread[key] = quality.uncovered(spans[d.campaign_id], start, start + 24)
+            day = date.fromisoformat(d.day)
+            unread[key] = quality.uncovered(
+                spans[d.campaign_id], *days_to_hours(day, day)
+            )
         if unread[key]:
-            hours, campaigns = short.get(d.day, (0, set()))
-            short[d.day] = (max(hours, unread[key]), campaigns | {d.campaign_id})
+            short.setdefault(d.day, {})[d.campaign_id] = unread[key]
             continue
         remedy = difference_remedy(healed.get(key))
         problems.append(
@@ -488,10 +487,10 @@ def reconciliation_problems(
             f"warehouse and {d.api:,} in the API's report ({d.delta:+,}); {remedy}"
         )
     return [
-        f"On {day} (UTC), {hours} hour(s) were never read by a sync, so "
-        f"{len(campaigns)} campaign(s) fall short of the API's report for the day; run "
-        "`peachdw sync --heal`."
-        for day, (hours, campaigns) in sorted(short.items())
+        f"On {day} (UTC), {max(campaigns.values())} hour(s) were never read by a sync, "
+        f"so {len(campaigns)} campaign(s) fall short of the API's report for the day; "
+        "run `peachdw sync --heal`."
+        for day, campaigns in sorted(short.items())
     ] + problems
 
 

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -28,11 +28,13 @@ from peachdw.errors import ApiError, SyncError
 from peachdw.hours import current_hour, days_to_hours, merge_spans, span_text
 from peachdw.quality import (
     coverage_start,
+    covered_spans,
     quality_days,
     reconcile,
     report_days,
     store_reports,
     unread_hours,
+    utc_day,
 )
 
 log = logging.getLogger(__name__)
@@ -71,9 +73,6 @@ _hold_counts: dict[str, int] = {}
 REPORT_CHUNK_DAYS = 31
 #: The zone reports are cut in unless reporting.timezone says otherwise.
 _UTC = ZoneInfo("UTC")
-
-
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -185,15 +184,15 @@ def plan_historical(
     windows = tuple(window_bounds(start_hour, end_hour, window_hours))
     skipped = 0
     if resume:
-        covered = _done_spans(conn, campaign_id)
+        covered = covered_spans(conn, campaign_id)
         todo = tuple(w for w in windows if not _covers(covered, w))
         skipped = len(windows) - len(todo)
         windows = todo
     # The UTC days the range touches; the sync keeps the reports of those it leaves
     # wholly read. A load of one campaign keeps none: a report day holds every campaign.
     days = (
-        (_UNIX_EPOCH + timedelta(hours=start_hour)).date(),
-        (_UNIX_EPOCH + timedelta(hours=end_hour - 1)).date(),
+        utc_day(start_hour),
+        utc_day(end_hour - 1),
     )
     return SyncPlan(
         "historical",
@@ -230,12 +229,7 @@ def plan_heal(
     )
     spans += unread_hours(conn, local_first, local_last, options.zone, now_hour)
 
-    merged: list[list[int]] = []
-    for lo, hi in sorted(spans):
-        if merged and lo <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
+    merged = merge_spans(sorted(spans))
     if not merged:
         return SyncPlan("heal", now_hour, now_hour, ())
     windows = tuple(
@@ -255,9 +249,9 @@ def plan_heal(
 def whole_days(
     conn: sqlite3.Connection,
     days: tuple[date, date],
-    reach: Sequence[Sequence[int]],
+    reach: Sequence[tuple[int, int]],
     *,
-    reading: Sequence[Sequence[int]] = (),
+    reading: Sequence[tuple[int, int]] = (),
 ) -> tuple[date, date] | None:
     """The first and last UTC day, among `days`, that the spans `reach` touch and that
     finished windows for every campaign (with the spans `reading`, about to be read)
@@ -266,33 +260,16 @@ def whole_days(
     A report of a day read in part (a local day's edge, a date range cut in another zone)
     would show the hours never read as differences.
     """
-    covered = merge_spans(
-        sorted(
-            [*(tuple(span) for span in _done_spans(conn, None)), *map(tuple, reading)]
-        )
-    )
+    covered = merge_spans(sorted([*covered_spans(conn), *reading]))
     whole = []
     for lo, hi in reach:
-        day = max(days[0], (_UNIX_EPOCH + timedelta(hours=lo)).date())
-        last = min(days[1], (_UNIX_EPOCH + timedelta(hours=hi - 1)).date())
+        day = max(days[0], utc_day(lo))
+        last = min(days[1], utc_day(hi - 1))
         while day <= last:
             if _covers(covered, days_to_hours(day, day)):
                 whole.append(day)
             day += timedelta(days=1)
     return (min(whole), max(whole)) if whole else None
-
-
-def _done_spans(
-    conn: sqlite3.Connection, campaign_id: int | None
-) -> list[tuple[int, int]]:
-    """Finished windows for this scope, merged into disjoint spans."""
-    return merge_spans(
-        conn.execute(
-            "SELECT start_hour, end_hour FROM sync_windows WHERE status = 'done' "
-            "AND (campaign_id IS NULL OR campaign_id = ?) ORDER BY start_hour",
-            (campaign_id,),
-        )
-    )
 
 
 def _covers(spans: list[tuple[int, int]], window: tuple[int, int]) -> bool:
@@ -342,7 +319,7 @@ def plan_range(
 
     start = min(last_done - options.lookback_hours, end - 1)
     # A failed window whose hours no finished window has read since pulls the start back.
-    covered = _done_spans(conn, None)
+    covered = covered_spans(conn)
     failed = [
         row[0]
         for row in conn.execute(

@@ -24,14 +24,8 @@ from peachdw.export import (
 )
 from peachdw.export import file_stem as export_file_stem
 from peachdw.hours import current_hour, month_days, parse_month
-from peachdw.report import (
-    TAB_NAMES,
-    ReportPeriod,
-    build_tabs,
-    describe_short_days,
-    held_days,
-    short_days,
-)
+from peachdw.quality import describe_short_days, short_days
+from peachdw.report import TAB_NAMES, ReportPeriod, build_tabs, held_days
 
 #: Suffixes of spreadsheet workbooks, which a CSV export must not be written under.
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
@@ -303,7 +297,8 @@ def warn_short_days(
         if unread
         else ""
     )
-    if len(short) == len(period.spans()) and not any(item.read for item in short):
+    days = (period.last - period.first).days + 1
+    if len(short) == days and not any(item.read for item in short):
         holds = f"{held[0]} to {held[1]}" if held else "nothing yet"
         log.warning(
             "No hour of %s to %s has been synced, so every total in the report is 0 (the "

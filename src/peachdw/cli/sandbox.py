@@ -27,7 +27,8 @@ from peachdw.cli.warehouse import print_sync, settings_sync_options
 from peachdw.config import Settings
 from peachdw.errors import PeachDWError, SyncError
 from peachdw.hours import current_hour
-from peachdw.report import ReportPeriod, held_days, short_days
+from peachdw.quality import short_days
+from peachdw.report import ReportPeriod, held_days
 from peachdw.sync import (
     run_sync,
 )

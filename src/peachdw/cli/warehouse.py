@@ -203,10 +203,6 @@ def sync_historical(
             hour_text(current_hour() - 1),
         )
         end_hour = current_hour()
-    if end_hour <= start_hour:
-        raise click.BadParameter(
-            f"{first} is not in the past yet; nothing to load.", param_hint="dates"
-        )
 
     if campaign_id is not None:
         _check_campaign(settings, campaign_id)
